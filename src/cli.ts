@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { migrateCommand } from './cli/migrate.js';
+
+const program = new Command();
+program
+  .name('ferry')
+  .description('Online Redis data migration: copies a snapshot, then follows every later write.')
+  .version('0.1.0');
+
+program
+  .command('migrate')
+  .description('migrate one Redis deployment into another')
+  .requiredOption('--source <addrs>', 'source: host:port or redis://[user:password@]host:port')
+  .requiredOption('--target <addrs>', 'target: host:port or redis://[user:password@]host:port')
+  .option('--source-user <user>', 'ACL user on the source')
+  .option('--source-password <password>', 'source password (or FERRY_SOURCE_PASSWORD)')
+  .option('--target-user <user>', 'ACL user on the target')
+  .option('--target-password <password>', 'target password (or FERRY_TARGET_PASSWORD)')
+  .option('--method <method>', 'full | incremental (also full_amount_migration | incremental_migration)', 'full')
+  .option('--until-synced', 'incremental: exit 0 once the target has applied everything the source sent')
+  .option('--json', 'one JSON progress object per line on stdout')
+  .option('--db-map <pairs>', 'send source db N to target db M: "N:M,N2:M2"')
+  .option('--drop-flush', 'do not forward FLUSHALL / FLUSHDB')
+  .option('--rewrite', 'rebuild every key with type commands instead of RESTORE')
+  .option('--lanes <n>', 'pipelined target connections during the snapshot', '4')
+  .option('--log-level <level>', 'log level on stderr: error, warn, info, debug', 'warn')
+  .action(async (opts) => {
+    process.exitCode = await migrateCommand(opts);
+  });
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  process.stderr.write(`ferry: ${e.message}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,95 @@
+import { pino, type Logger } from 'pino';
+import { parseEndpoint, type Endpoint } from '../common/endpoint.js';
+import { DbMapper } from '../engine/db-map.js';
+import { Migration, type MigrationMethod } from '../engine/migration.js';
+import type { MigrationProgress } from '../engine/stats.js';
+import { progressLine } from './progress.js';
+
+export interface MigrateCommandOptions {
+  source: string;
+  target: string;
+  sourceUser?: string;
+  sourcePassword?: string;
+  targetUser?: string;
+  targetPassword?: string;
+  method: string;
+  untilSynced?: boolean;
+  json?: boolean;
+  dbMap?: string;
+  dropFlush?: boolean;
+  rewrite?: boolean;
+  lanes?: string;
+  logLevel?: string;
+}
+
+const METHODS: Record<string, MigrationMethod> = {
+  full: 'full',
+  full_amount_migration: 'full',
+  incremental: 'incremental',
+  incremental_migration: 'incremental',
+};
+
+export function parseMethod(text: string): MigrationMethod {
+  const method = METHODS[text.toLowerCase()];
+  if (!method) throw new Error(`invalid --method "${text}": use full, incremental, full_amount_migration or incremental_migration`);
+  return method;
+}
+
+function endpointFrom(addrs: string, user: string | undefined, password: string | undefined, role: string): Endpoint {
+  if (addrs.includes(',')) throw new Error(`--${role}: address lists (clusters) are not supported yet; give one host:port`);
+  return parseEndpoint(addrs, { user, password });
+}
+
+/** `ferry migrate`: runs one migration in the foreground and exits with its outcome. */
+export async function migrateCommand(opts: MigrateCommandOptions): Promise<number> {
+  const method = parseMethod(opts.method);
+  const source = endpointFrom(opts.source, opts.sourceUser, opts.sourcePassword ?? process.env.FERRY_SOURCE_PASSWORD, 'source');
+  const target = endpointFrom(opts.target, opts.targetUser, opts.targetPassword ?? process.env.FERRY_TARGET_PASSWORD, 'target');
+  const logger: Logger = pino({ level: opts.logLevel ?? 'warn', base: undefined }, pino.destination(2));
+  const migration = new Migration({
+    source,
+    target,
+    method,
+    untilSynced: opts.untilSynced,
+    dbs: DbMapper.parse(opts.dbMap),
+    dropFlush: opts.dropFlush,
+    rewrite: opts.rewrite ? 'always' : 'auto',
+    lanes: opts.lanes ? Number(opts.lanes) : undefined,
+    logger,
+  });
+
+  const tty = process.stderr.isTTY && !opts.json;
+  let lastPlain = 0;
+  const report = (p: MigrationProgress, final = false): void => {
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...p })}\n`);
+    } else if (tty) {
+      process.stderr.write(`\r\x1b[2K${progressLine(p)}${final ? '\n' : ''}`);
+    } else if (final || Date.now() - lastPlain >= 5000) {
+      lastPlain = Date.now();
+      process.stderr.write(`${progressLine(p)}\n`);
+    }
+  };
+  migration.on('progress', (p: MigrationProgress) => report(p));
+
+  const stop = (): void => migration.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    const result = await migration.run();
+    report(result, true);
+    if (result.errors.count > 0) {
+      process.stderr.write(`ferry: ${result.errors.count} writes were refused by the target (see the log above)\n`);
+      return 2;
+    }
+    return 0;
+  } catch (e) {
+    report(migration.progress(), true);
+    process.stderr.write(`ferry: ${(e as Error).message}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    logger.flush();
+  }
+}

@@ -1,0 +1,74 @@
+import type { WriteError } from './errors.js';
+
+export type MigrationPhase = 'connecting' | 'snapshot' | 'incremental' | 'done' | 'stopped' | 'failed';
+
+export interface SnapshotStats {
+  /** Keys the source holds (INFO keyspace when the sync started); an estimate for the ETA. */
+  keysExpected: number | null;
+  /** Snapshot size when the source announced it (disk-based sync); null for diskless. */
+  bytesTotal: number | null;
+  bytesRead: number;
+  keys: number;
+  restored: number;
+  rewritten: number;
+  expiredSkipped: number;
+  filtered: number;
+  functions: number;
+  skippedModuleAux: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface StreamStats {
+  /** Offset after the last byte received from the source's stream. */
+  receivedOffset: number;
+  /** Offset after the last command the target has acknowledged (what the source is told). */
+  appliedOffset: number;
+  /** The source's own master_repl_offset, last polled. */
+  sourceOffset: number | null;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  commandsForwarded: number;
+  commandsDropped: number;
+  transactions: number;
+}
+
+/** A point-in-time view of a migration, for the CLI, the JSON output and (later) the API. */
+export interface MigrationProgress {
+  phase: MigrationPhase;
+  replid: string | null;
+  snapshot: SnapshotStats;
+  stream: StreamStats;
+  errors: { count: number; byCode: Record<string, number>; recent: WriteError[] };
+  failure: string | null;
+}
+
+export function emptySnapshotStats(): SnapshotStats {
+  return {
+    keysExpected: null,
+    bytesTotal: null,
+    bytesRead: 0,
+    keys: 0,
+    restored: 0,
+    rewritten: 0,
+    expiredSkipped: 0,
+    filtered: 0,
+    functions: 0,
+    skippedModuleAux: 0,
+    startedAt: null,
+    finishedAt: null,
+  };
+}
+
+export function emptyStreamStats(): StreamStats {
+  return {
+    receivedOffset: 0,
+    appliedOffset: 0,
+    sourceOffset: null,
+    lagBytes: null,
+    lagSeconds: null,
+    commandsForwarded: 0,
+    commandsDropped: 0,
+    transactions: 0,
+  };
+}

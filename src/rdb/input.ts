@@ -1,0 +1,236 @@
+import { Crc64 } from './crc64.js';
+import { RdbError } from './errors.js';
+
+/** Yielded by the parser's generator when it has consumed everything pushed so far. */
+export const NEED_DATA: unique symbol = Symbol('need-data');
+export type NeedData = typeof NEED_DATA;
+
+/** Thrown inside the parser when a captured payload grows past its limit; caught at key level. */
+export class CaptureOverflow extends Error {}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The parser's view of a snapshot arriving in chunks.
+ *
+ * Reads are synchronous against one contiguous window `buf`; before a read the parser makes
+ * sure enough bytes are there with `yield* need(n)`, which suspends the parser (yielding
+ * NEED_DATA) until the next chunk is pushed. Bytes that straddle two chunks are coalesced, so
+ * a read never has to look at more than one Buffer.
+ *
+ * It also keeps two running facts about the bytes consumed: the CRC64 of the file so far, and
+ * an optional *capture* of the bytes of the current key, which becomes the RESTORE payload. A
+ * capture that grows past its limit throws CaptureOverflow so the parser can rewind and
+ * stream the key instead of holding it.
+ */
+export class RdbInput {
+  buf: Buffer = EMPTY;
+  pos = 0;
+  /** Absolute offset of buf[0] in the file. */
+  private base = 0;
+  private readonly queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private ended = false;
+
+  private readonly crc = new Crc64();
+  /** Absolute offset up to which the CRC has been computed. */
+  private crcPos = 0;
+
+  private capturing = false;
+  private captureStart = 0; // index in buf
+  private captureAbs = 0;
+  private captureSegments: Buffer[] = [];
+  private captureBytes = 0;
+  private captureLimit = Infinity;
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
+  }
+
+  end(): void {
+    this.ended = true;
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** Absolute offset of the next byte to read. */
+  get offset(): number {
+    return this.base + this.pos;
+  }
+
+  /** Bytes pushed but not yet consumed. */
+  get buffered(): number {
+    return this.buf.length - this.pos + this.queuedBytes;
+  }
+
+  avail(): number {
+    return this.buf.length - this.pos;
+  }
+
+  /** Make at least n bytes readable in `buf`, suspending until they arrive. */
+  *need(n: number, what: string): Generator<NeedData, void, void> {
+    while (this.buf.length - this.pos < n) {
+      if (this.queue.length > 0) {
+        this.advanceWindow();
+        continue;
+      }
+      if (this.ended) {
+        throw new RdbError(this.offset, what, `input ends ${this.avail()} bytes later, ${n} needed`);
+      }
+      yield NEED_DATA;
+    }
+  }
+
+  /** Consume n bytes without looking at them (they still count for CRC and capture). */
+  *skip(n: number, what: string): Generator<NeedData, void, void> {
+    for (;;) {
+      const avail = this.buf.length - this.pos;
+      if (avail >= n) {
+        this.pos += n;
+        return;
+      }
+      this.pos = this.buf.length;
+      n -= avail;
+      yield* this.need(1, what);
+    }
+  }
+
+  /** Replace the window with the unread rest plus the next queued chunk. */
+  private advanceWindow(): void {
+    this.checksumConsumed();
+    if (this.capturing) {
+      if (this.pos > this.captureStart) {
+        this.captureSegments.push(this.buf.subarray(this.captureStart, this.pos));
+        this.captureBytes += this.pos - this.captureStart;
+      }
+      this.captureStart = 0;
+    }
+    const next = this.queue.shift()!;
+    this.queuedBytes -= next.length;
+    const rest = this.buf.length - this.pos;
+    this.base += this.pos;
+    this.buf = rest === 0 ? next : Buffer.concat([this.buf.subarray(this.pos), next]);
+    this.pos = 0;
+    if (this.capturing && this.captureBytes > this.captureLimit) throw new CaptureOverflow();
+  }
+
+  /** Feed the bytes consumed so far (and not yet checksummed) into the CRC. */
+  private checksumConsumed(): void {
+    const from = this.crcPos - this.base;
+    if (from < this.pos) {
+      this.crc.update(this.buf, Math.max(0, from), this.pos);
+      this.crcPos = this.base + this.pos;
+    }
+  }
+
+  /** CRC64 of every byte consumed so far (call right after the EOF opcode). */
+  checksum(): bigint {
+    this.checksumConsumed();
+    return this.crc.digest();
+  }
+
+  // ---- capture of one key's bytes, for the RESTORE payload -------------------------------
+
+  startCapture(limit: number): void {
+    this.capturing = true;
+    this.captureStart = this.pos;
+    this.captureAbs = this.offset;
+    this.captureSegments = [];
+    this.captureBytes = 0;
+    this.captureLimit = limit;
+  }
+
+  capturedBytes(): number {
+    return this.captureBytes + (this.pos - this.captureStart);
+  }
+
+  /**
+   * Stop capturing and return `prefix` followed by the bytes consumed since startCapture.
+   * (The prefix is the type byte, read before the key name and so outside the capture.)
+   */
+  finishCapture(prefix: number): Buffer {
+    this.capturing = false;
+    const tail = this.buf.subarray(this.captureStart, this.pos);
+    const out = Buffer.allocUnsafe(1 + this.captureBytes + tail.length);
+    out[0] = prefix;
+    let at = 1;
+    for (const segment of this.captureSegments) at += segment.copy(out, at);
+    tail.copy(out, at);
+    this.captureSegments = [];
+    this.captureBytes = 0;
+    return out;
+  }
+
+  /** Stop capturing and move the read position back to where the capture started. */
+  rewindCapture(): void {
+    this.capturing = false;
+    if (this.captureSegments.length === 0) {
+      this.pos = this.captureStart;
+    } else {
+      this.buf = Buffer.concat([...this.captureSegments, this.buf.subarray(this.captureStart)]);
+      this.base = this.captureAbs;
+      this.pos = 0;
+    }
+    this.captureSegments = [];
+    this.captureBytes = 0;
+  }
+
+  /** Everything pushed but not consumed: what follows the snapshot on a replication link. */
+  takeRest(): Buffer[] {
+    const rest: Buffer[] = [];
+    if (this.pos < this.buf.length) rest.push(this.buf.subarray(this.pos));
+    rest.push(...this.queue);
+    this.base += this.buf.length;
+    this.buf = EMPTY;
+    this.pos = 0;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    return rest;
+  }
+
+  // ---- synchronous reads: the caller has ensured enough bytes with need() ------------------
+
+  u8(): number {
+    return this.buf[this.pos++]!;
+  }
+
+  bytes(n: number): Buffer {
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  i32le(): number {
+    const v = this.buf.readInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  i64le(): bigint {
+    const v = this.buf.readBigInt64LE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  u64be(): bigint {
+    const v = this.buf.readBigUInt64BE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  u64le(): bigint {
+    const v = this.buf.readBigUInt64LE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  f64le(): number {
+    const v = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+}

@@ -1,0 +1,148 @@
+import type { KeyChunk, KeyHeader, StreamId, StreamMeta } from './entries.js';
+import type { Arg } from '../resp/encode.js';
+
+/** One command that rebuilds part of a key, with the key it touches (for error reports). */
+export type Command = Arg[];
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/**
+ * The name a key is built under before it is renamed into place, so that a reader of the
+ * target never sees half a key. Keeping the key's hash tag (or wrapping the whole key in
+ * one) puts the temporary key in the same cluster slot as the real one.
+ */
+export function temporaryKeyFor(key: Buffer): Buffer {
+  const prefix = Buffer.from('__ferry_tmp__:');
+  if (hasHashTag(key)) return Buffer.concat([prefix, key]);
+  if (!key.includes(0x7d /* } */)) return Buffer.concat([Buffer.from('{'), key, Buffer.from('}'), prefix]);
+  // A key without a hash tag but with a '}' cannot be wrapped; the prefix alone keeps it
+  // correct on standalone targets (cluster targets route it by its own slot).
+  return Buffer.concat([prefix, key]);
+}
+
+function hasHashTag(key: Buffer): boolean {
+  const open = key.indexOf(0x7b /* { */);
+  if (open < 0) return false;
+  const close = key.indexOf(0x7d, open + 1);
+  return close > open + 1;
+}
+
+function streamId(id: StreamId): string {
+  return `${id.ms}-${id.seq}`;
+}
+
+/**
+ * Turns a key that arrives as chunks into commands: everything is written under a temporary
+ * name, then given its TTL and renamed over the real key (RENAME replaces, like RESTORE
+ * REPLACE). Each call returns the commands for what it was given; nothing is accumulated
+ * beyond the stream group metadata, which is small.
+ */
+export class KeyRewriter {
+  private readonly temp: Buffer;
+  private created = false;
+  private stringStarted = false;
+  private error: string | null = null;
+
+  constructor(private readonly header: KeyHeader) {
+    this.temp = temporaryKeyFor(header.key);
+  }
+
+  get key(): Buffer {
+    return this.header.key;
+  }
+
+  /** Set when the key cannot be rebuilt; the caller reports it and the key is skipped. */
+  get failure(): string | null {
+    return this.error;
+  }
+
+  begin(): Command[] {
+    return [['DEL', this.temp]];
+  }
+
+  chunk(chunk: KeyChunk): Command[] {
+    const t = this.temp;
+    switch (chunk.type) {
+      case 'string': {
+        const first = !this.stringStarted;
+        this.stringStarted = true;
+        this.created = true;
+        return [first ? ['SET', t, chunk.data] : ['APPEND', t, chunk.data]];
+      }
+      case 'list':
+        this.created = true;
+        return [['RPUSH', t, ...chunk.items]];
+      case 'set':
+        this.created = true;
+        return [['SADD', t, ...chunk.members]];
+      case 'zset': {
+        const args: Arg[] = ['ZADD', t];
+        for (let i = 0; i < chunk.members.length; i++) args.push(chunk.scores[i]!, chunk.members[i]!);
+        this.created = true;
+        return [args];
+      }
+      case 'hash': {
+        const args: Arg[] = ['HSET', t];
+        for (let i = 0; i < chunk.fields.length; i++) args.push(chunk.fields[i]!, chunk.values[i]!);
+        const out: Command[] = [args];
+        if (chunk.expireAtMs) {
+          chunk.expireAtMs.forEach((at, i) => {
+            if (at > 0) out.push(['HPEXPIREAT', t, at, 'FIELDS', 1, chunk.fields[i]!]);
+          });
+        }
+        this.created = true;
+        return out;
+      }
+      case 'stream-entries':
+        this.created = true;
+        return chunk.entries.map((e) => ['XADD', t, streamId(e.id), ...e.fields]);
+      case 'stream-meta':
+        return this.streamMeta(chunk.meta);
+      case 'unrewritable':
+        this.error = chunk.reason;
+        return [];
+    }
+  }
+
+  private streamMeta(meta: StreamMeta): Command[] {
+    const t = this.temp;
+    const out: Command[] = [];
+    if (!this.created) {
+      // An empty stream: create it through a throwaway group, which leaves no entry behind.
+      out.push(['XGROUP', 'CREATE', t, '__ferry_tmp__', '0', 'MKSTREAM'], ['XGROUP', 'DESTROY', t, '__ferry_tmp__']);
+      this.created = true;
+    }
+    const setId: Arg[] = ['XSETID', t, streamId(meta.lastId)];
+    if (meta.entriesAdded !== null && meta.maxDeletedId !== null) {
+      setId.push('ENTRIESADDED', meta.entriesAdded, 'MAXDELETEDID', streamId(meta.maxDeletedId));
+    }
+    out.push(setId);
+    for (const group of meta.groups) {
+      const create: Arg[] = ['XGROUP', 'CREATE', t, group.name, streamId(group.lastId)];
+      if (group.entriesRead !== null && group.entriesRead !== U64_MAX) create.push('ENTRIESREAD', group.entriesRead);
+      out.push(create);
+      // Pending entries come back through XCLAIM ... FORCE, which also creates the consumer.
+      // (An entry deleted from the stream cannot be claimed: the server ignores it.)
+      for (const p of group.pending) {
+        if (p.consumer === null) continue;
+        out.push([
+          'XCLAIM', t, group.name, p.consumer, 0, streamId(p.id),
+          'TIME', p.deliveryTimeMs, 'RETRYCOUNT', p.deliveryCount, 'FORCE', 'JUSTID',
+        ]);
+      }
+      for (const c of group.consumers) {
+        if (c.pending.length === 0) out.push(['XGROUP', 'CREATECONSUMER', t, group.name, c.name]);
+      }
+    }
+    return out;
+  }
+
+  end(): Command[] {
+    if (this.error !== null) return [['DEL', this.temp]];
+    if (!this.created) return [['DEL', this.header.key]]; // an empty collection loads as no key
+    const out: Command[] = [];
+    if (this.header.expireAtMs !== null) out.push(['PEXPIREAT', this.temp, this.header.expireAtMs]);
+    out.push(['RENAME', this.temp, this.header.key]);
+    return out;
+  }
+}

@@ -1,0 +1,108 @@
+import type { Socket } from 'node:net';
+
+/**
+ * Pull-style reading of a socket: the replica link asks for a line (handshake), then for
+ * chunks (snapshot, command stream). Reading stops (socket paused) once `highWaterMark` bytes
+ * wait unread, so a slow target slows the source down instead of filling memory.
+ */
+export class SocketReader {
+  private readonly chunks: Buffer[] = [];
+  private bufferedBytes = 0;
+  private ended = false;
+  private failure: Error | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly describe: string,
+    private readonly highWaterMark = 8 * 1024 * 1024,
+  ) {
+    socket.on('data', (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.bufferedBytes += chunk.length;
+      this.bytesReceived += chunk.length;
+      if (this.bufferedBytes >= this.highWaterMark) socket.pause();
+      this.notify();
+    });
+    socket.on('end', () => {
+      this.ended = true;
+      this.notify();
+    });
+    socket.on('close', () => {
+      this.ended = true;
+      this.notify();
+    });
+    socket.on('error', (err) => {
+      this.failure ??= err;
+      this.notify();
+    });
+  }
+
+  /** Every byte the socket has delivered, consumed or not (for bandwidth accounting). */
+  bytesReceived = 0;
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+
+  private async waitForData(): Promise<void> {
+    if (this.chunks.length > 0) return;
+    if (this.failure) throw new Error(`${this.describe}: ${this.failure.message}`);
+    if (this.ended) throw new Error(`${this.describe}: connection closed by the source`);
+    await new Promise<void>((resolve) => (this.wake = resolve));
+    if (this.chunks.length === 0) {
+      if (this.failure) throw new Error(`${this.describe}: ${this.failure.message}`);
+      if (this.ended) throw new Error(`${this.describe}: connection closed by the source`);
+    }
+  }
+
+  private taken(bytes: number): void {
+    this.bufferedBytes -= bytes;
+    if (this.bufferedBytes < this.highWaterMark / 2 && this.socket.isPaused()) this.socket.resume();
+  }
+
+  /** The next chunk, whatever its size. Throws when the connection ends. */
+  async chunk(): Promise<Buffer> {
+    await this.waitForData();
+    const chunk = this.chunks.shift()!;
+    this.taken(chunk.length);
+    return chunk;
+  }
+
+  /** The next chunk if one is already here, without waiting. */
+  chunkNow(): Buffer | null {
+    const chunk = this.chunks.shift();
+    if (!chunk) return null;
+    this.taken(chunk.length);
+    return chunk;
+  }
+
+  /** Put bytes back in front (what a line read or the snapshot did not use). */
+  unshift(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.chunks.unshift(chunk);
+    this.bufferedBytes += chunk.length;
+  }
+
+  /**
+   * One line, without its line ending. A bare "\n" (the master's keep-alive while it
+   * prepares a snapshot) comes back as an empty string.
+   */
+  async line(maxLength = 64 * 1024): Promise<string> {
+    let acc = Buffer.alloc(0);
+    for (;;) {
+      const chunk = await this.chunk();
+      const data = acc.length ? Buffer.concat([acc, chunk]) : chunk;
+      const nl = data.indexOf(0x0a);
+      if (nl >= 0) {
+        this.unshift(data.subarray(nl + 1));
+        const end = nl > 0 && data[nl - 1] === 0x0d ? nl - 1 : nl;
+        return data.subarray(0, end).toString('latin1');
+      }
+      if (data.length > maxLength) throw new Error(`${this.describe}: protocol error: line longer than ${maxLength} bytes`);
+      acc = data;
+    }
+  }
+}

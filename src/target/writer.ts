@@ -1,0 +1,139 @@
+import { encodeCommand, type Arg } from '../resp/encode.js';
+import { ReplyError, type Reply } from '../resp/reply-decoder.js';
+import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
+import { TargetConnection } from './connection.js';
+import { rdbVersionOfServer, type TargetFormat } from '../rdb/dump.js';
+
+/** Called with the target's verdict on one command; `error` is null on success. */
+export type ReplyHandler = (error: string | null, reply: Reply | undefined) => void;
+
+/** What the writer learned about the target when it connected. */
+export interface TargetInfo {
+  version: [number, number, number];
+  valkey: boolean;
+  format: TargetFormat;
+  /** RESTORE ... ABSTTL exists from Redis 5.0. */
+  supportsAbsTtl: boolean;
+}
+
+/**
+ * One pipelined connection plus the database it has selected, so that SELECT is sent only
+ * when a command's database differs from the previous one on the same connection.
+ */
+export class Lane {
+  private selectedDb = -1;
+
+  constructor(
+    readonly connection: TargetConnection,
+    private readonly onFailure: ReplyHandler,
+  ) {}
+
+  get full(): boolean {
+    return this.connection.full;
+  }
+
+  waitForRoom(): Promise<void> {
+    return this.connection.waitForRoom();
+  }
+
+  /** Forget the selected database (after a transaction failed, SELECT inside it may not have run). */
+  forgetDb(): void {
+    this.selectedDb = -1;
+  }
+
+  send(db: number, args: readonly Arg[], onReply?: ReplyHandler): void {
+    if (db !== this.selectedDb) {
+      this.connection.send(encodeCommand(['SELECT', db]), (reply) => {
+        if (reply instanceof Error) this.onFailure(`SELECT ${db}: ${reply.message}`, undefined);
+      });
+      this.selectedDb = db;
+    }
+    this.sendRaw(encodeCommand(args), onReply);
+  }
+
+  /** Send without database tracking (MULTI, EXEC, server-wide commands). */
+  sendRaw(encoded: Buffer, onReply?: ReplyHandler): void {
+    this.connection.send(encoded, (reply) => {
+      if (!onReply) return;
+      if (reply instanceof Error) onReply(reply.message, undefined);
+      else onReply(null, reply);
+    });
+  }
+
+  /** `fn` runs once every command sent so far on this lane has been answered. */
+  marker(fn: () => void): void {
+    this.connection.marker(fn);
+  }
+
+  drain(): Promise<void> {
+    return this.connection.drain();
+  }
+}
+
+/**
+ * The target side: a few pipelined connections (lanes). The snapshot spreads whole keys over
+ * the lanes; the command stream uses lane 0 alone, which keeps the source's order.
+ */
+export class TargetWriter {
+  private constructor(
+    readonly endpoint: Endpoint,
+    readonly lanes: Lane[],
+    readonly info: TargetInfo,
+  ) {}
+
+  static async open(endpoint: Endpoint, options: { lanes?: number; onConnectionFailure: ReplyHandler }): Promise<TargetWriter> {
+    const count = Math.max(1, options.lanes ?? 4);
+    const connections: TargetConnection[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        connections.push(
+          await TargetConnection.connect({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, name: `ferry-writer-${i}` }),
+        );
+      }
+      const info = await probeTarget(connections[0]!);
+      return new TargetWriter(endpoint, connections.map((c) => new Lane(c, options.onConnectionFailure)), info);
+    } catch (e) {
+      for (const c of connections) c.close();
+      throw e;
+    }
+  }
+
+  private next = 0;
+
+  /** The lane for the next whole key: the least loaded, round-robin among equals. */
+  pickLane(): Lane {
+    let best = this.lanes[this.next]!;
+    for (const lane of this.lanes) if (lane.connection.inflight < best.connection.inflight) best = lane;
+    this.next = (this.next + 1) % this.lanes.length;
+    return best;
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.lanes.map((l) => l.drain()));
+  }
+
+  close(): void {
+    for (const l of this.lanes) l.connection.close();
+  }
+
+  describe(): string {
+    return describeEndpoint(this.endpoint);
+  }
+}
+
+/** Version and family of the target, from INFO server. */
+export async function probeTarget(connection: TargetConnection): Promise<TargetInfo> {
+  const reply = await connection.call(['INFO', 'server']);
+  const text = Buffer.isBuffer(reply) ? reply.toString('latin1') : '';
+  const field = (name: string): string | undefined => new RegExp(`^${name}:(.*)$`, 'm').exec(text)?.[1]?.trim();
+  const valkeyVersion = field('valkey_version');
+  const valkey = valkeyVersion !== undefined || field('server_name') === 'valkey';
+  const versionText = valkeyVersion ?? field('redis_version') ?? '0.0.0';
+  const parts = versionText.split('.').map((p) => Number.parseInt(p, 10) || 0);
+  const version: [number, number, number] = [parts[0] ?? 0, parts[1] ?? 0, parts[2] ?? 0];
+  return { version, valkey, format: rdbVersionOfServer(version, valkey), supportsAbsTtl: version[0] >= 5 || valkey };
+}
+
+export function errorText(reply: Reply): string | null {
+  return reply instanceof ReplyError ? reply.message : null;
+}
