@@ -52,10 +52,13 @@ export class SocketReader {
     if (this.failure) throw new Error(`${this.describe}: ${this.failure.message}`);
     if (this.ended) throw new Error(`${this.describe}: connection closed by the source`);
     await new Promise<void>((resolve) => (this.wake = resolve));
-    if (this.chunks.length === 0) {
-      if (this.failure) throw new Error(`${this.describe}: ${this.failure.message}`);
-      if (this.ended) throw new Error(`${this.describe}: connection closed by the source`);
-    }
+    if (this.chunks.length === 0) this.throwIfGone();
+  }
+
+  private throwIfGone(): void {
+    const failure = this.failure as Error | null;
+    if (failure) throw new Error(`${this.describe}: ${failure.message}`);
+    if (this.ended) throw new Error(`${this.describe}: connection closed by the source`);
   }
 
   private taken(bytes: number): void {
@@ -91,7 +94,7 @@ export class SocketReader {
    * prepares a snapshot) comes back as an empty string.
    */
   async line(maxLength = 64 * 1024): Promise<string> {
-    let acc = Buffer.alloc(0);
+    let acc: Buffer = Buffer.alloc(0);
     for (;;) {
       const chunk = await this.chunk();
       const data = acc.length ? Buffer.concat([acc, chunk]) : chunk;

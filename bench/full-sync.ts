@@ -1,0 +1,165 @@
+/**
+ * Full-sync benchmark: Ferry against Redis's own replication on the same data, in the same run.
+ *
+ *   npm run bench                      # 1,000,000 keys
+ *   BENCH_KEYS=200000 npm run bench    # smaller
+ *
+ * Steps: load a source with mixed keys (all types, ~20% with TTLs), then
+ *   (a) time `ferry migrate --method full` into an empty target (a child process),
+ *   (b) time a fresh redis-server doing REPLICAOF until its link is up and offsets match,
+ *   (c) Ferry's peak RSS (VmHWM of the child),
+ *   (d) the RDB parser's throughput over the saved snapshot (in this process).
+ * Everything runs on loopback.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodeCommand, type Arg } from '../src/resp/encode.js';
+import { TargetConnection } from '../src/target/connection.js';
+import { NEED_DATA, RdbParser } from '../src/rdb/parser.js';
+import { startRedis, stopAll, type RedisServer } from '../test/helpers/redis-server.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const KEYS = Number(process.env.BENCH_KEYS ?? 1_000_000);
+
+async function load(server: RedisServer, keys: number): Promise<void> {
+  const c = await TargetConnection.connect({ host: server.host, port: server.port });
+  const now = Date.now();
+  let failures = 0;
+  const onReply = (r: unknown): void => {
+    if (r instanceof Error) failures++;
+  };
+  for (let i = 0; i < keys; i++) {
+    const kind = i % 20;
+    const key = `key:${i}`;
+    let cmd: Arg[];
+    if (kind < 10) cmd = ['SET', key, kind < 3 ? String(i) : `value-${i}-${'x'.repeat(kind * 10)}`];
+    else if (kind < 12) cmd = ['RPUSH', key, ...Array.from({ length: 10 }, (_, j) => `item-${j}`)];
+    else if (kind < 14) cmd = ['HSET', key, ...Array.from({ length: 10 }, (_, j) => [`f${j}`, `v${i}-${j}`]).flat()];
+    else if (kind < 16) cmd = ['SADD', key, ...Array.from({ length: 10 }, (_, j) => `m${j * i}`)];
+    else if (kind < 18) cmd = ['ZADD', key, ...Array.from({ length: 10 }, (_, j) => [j * 1.5, `m${j}`]).flat()];
+    else if (kind < 19) cmd = ['XADD', key, '*', 'a', String(i), 'b', 'payload'];
+    else cmd = ['SET', key, Buffer.alloc(1024, i % 256)];
+    c.send(encodeCommand(cmd), onReply);
+    if (i % 5 === 0) c.send(encodeCommand(['PEXPIREAT', key, now + 3_600_000 + i]), onReply);
+    if (c.full) await c.waitForRoom();
+  }
+  await c.drain();
+  c.close();
+  if (failures) throw new Error(`${failures} load commands failed`);
+}
+
+async function info(server: RedisServer, section: string): Promise<string> {
+  return server.client().info(section);
+}
+
+function field(text: string, name: string): string | undefined {
+  return new RegExp(`^${name}:(.*)$`, 'm').exec(text)?.[1]?.trim();
+}
+
+async function ferryFull(source: RedisServer, target: RedisServer): Promise<{ seconds: number; peakRssMb: number }> {
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, [path.join(root, 'dist/cli.js'), 'migrate', '--source', source.addr, '--target', target.addr, '--method', 'full'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  let peakKb = 0;
+  const sample = setInterval(() => {
+    try {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'latin1');
+      const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      if (hwm > peakKb) peakKb = hwm;
+    } catch {
+      /* exited */
+    }
+  }, 20);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  clearInterval(sample);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (code !== 0) throw new Error(`ferry exited ${code}: ${stderr}`);
+  return { seconds, peakRssMb: peakKb / 1024 };
+}
+
+async function nativeReplication(source: RedisServer, replica: RedisServer): Promise<number> {
+  const started = process.hrtime.bigint();
+  await replica.client().call('REPLICAOF', source.host, String(source.port));
+  for (;;) {
+    const r = await info(replica, 'replication');
+    const s = await info(source, 'replication');
+    if (field(r, 'master_link_status') === 'up' && field(r, 'slave_repl_offset') === field(s, 'master_repl_offset')) break;
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+function parserThroughput(file: string, wantsPayload: boolean): number {
+  const data = readFileSync(file);
+  const chunk = 1 << 20;
+  const started = process.hrtime.bigint();
+  const parser = new RdbParser({ wantsPayload: () => wantsPayload });
+  let at = 0;
+  let entries = 0;
+  for (;;) {
+    const e = parser.next();
+    if (e === null) break;
+    if (e === NEED_DATA) {
+      if (at >= data.length) parser.end();
+      else parser.push(data.subarray(at, (at += chunk)));
+      continue;
+    }
+    entries++;
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (entries === 0) throw new Error('parser produced nothing');
+  return data.length / 1024 / 1024 / seconds;
+}
+
+async function main(): Promise<void> {
+  const config = { 'repl-diskless-sync': 'yes', 'repl-diskless-sync-delay': '0' };
+  const source = await startRedis({ config });
+  try {
+    process.stdout.write(`loading ${KEYS.toLocaleString('en-US')} mixed keys...\n`);
+    await load(source, KEYS);
+    await source.client().call('SAVE');
+    const rdbFile = path.join(source.dir, 'dump.rdb');
+    const rdbMb = statSync(rdbFile).size / 1024 / 1024;
+    const usedMemory = field(await info(source, 'memory'), 'used_memory_human');
+    process.stdout.write(`source: ${KEYS} keys, RDB ${rdbMb.toFixed(1)} MB, used_memory ${usedMemory}\n`);
+
+    const ferryTarget = await startRedis();
+    const ferry = await ferryFull(source, ferryTarget);
+    const copied = await ferryTarget.client().dbsize();
+    await ferryTarget.stop();
+
+    const replica = await startRedis();
+    const native = await nativeReplication(source, replica);
+    await replica.stop();
+
+    const parsePayload = parserThroughput(rdbFile, true);
+    const parseDecode = parserThroughput(rdbFile, false);
+
+    const rows = [
+      ['keys in source', KEYS.toLocaleString('en-US')],
+      ['keys on target after Ferry', copied.toLocaleString('en-US')],
+      ['RDB size', `${rdbMb.toFixed(1)} MB`],
+      ['(a) Ferry full migration', `${ferry.seconds.toFixed(2)} s`],
+      ['(b) native replication (REPLICAOF until in sync)', `${native.toFixed(2)} s`],
+      ['ratio Ferry / native', (ferry.seconds / native).toFixed(2)],
+      ['(c) Ferry peak RSS', `${ferry.peakRssMb.toFixed(0)} MB`],
+      ['(d) RDB parser, payload mode (RESTORE path)', `${parsePayload.toFixed(0)} MB/s`],
+      ['(d) RDB parser, decode mode (every element)', `${parseDecode.toFixed(0)} MB/s`],
+    ];
+    process.stdout.write('\n| measure | value |\n|---|---|\n');
+    for (const [k, v] of rows) process.stdout.write(`| ${k} | ${v} |\n`);
+  } finally {
+    await source.stop();
+    await stopAll();
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench failed: ${(e as Error).stack}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Ferry test entry point (npm test): install deps if stale, find redis-server, typecheck,
+# build, then run the unit and e2e tests on real redis-server processes.
+#
+#   npm test                               # everything
+#   npm test -- test/unit/resp.test.ts     # only these files
+#   npm test -- resp                       # files whose path contains "resp"
+#   npm test -- --test-name-pattern=TTL    # options starting with -- go to node --test
+#
+# Env: REDIS_SERVER=/path/to/redis-server (default: redis-server on PATH).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# (a) dependencies: npm ci when node_modules is missing or older than the lock file
+if [[ ! -d node_modules ]] || [[ ! -f node_modules/.package-lock.json ]] ||
+  { [[ -f package-lock.json ]] && [[ package-lock.json -nt node_modules/.package-lock.json ]]; }; then
+  if [[ -f package-lock.json ]]; then
+    echo "test.sh: installing dependencies (npm ci)"
+    npm ci --no-audit --no-fund
+  else
+    echo "test.sh: installing dependencies (npm install, no package-lock.json)"
+    npm install --no-audit --no-fund
+  fi
+fi
+
+# (b) redis-server
+REDIS_SERVER="${REDIS_SERVER:-redis-server}"
+if ! command -v "$REDIS_SERVER" >/dev/null 2>&1; then
+  # install only for the default name: an explicit path that is missing is the caller's mistake
+  if [[ "$REDIS_SERVER" == redis-server ]] && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: $REDIS_SERVER not found, installing redis-server with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y redis-server
+    # the package starts a service on 6379; the tests never use it, leave it alone
+  fi
+fi
+if ! resolved="$(command -v "$REDIS_SERVER" 2>/dev/null)"; then
+  echo "redis-server not found: install it (Debian/Ubuntu: sudo apt-get install redis-server) or set REDIS_SERVER=/path/to/redis-server" >&2
+  exit 1
+fi
+export REDIS_SERVER="$resolved"
+echo "test.sh: using $REDIS_SERVER: $("$REDIS_SERVER" --version)"
+
+# (c) typecheck (sources and tests) and build
+npx tsc -p tsconfig.test.json
+npm run build
+
+# (d) the tests: unit first, then e2e; one file at a time (each file starts its own servers,
+# and running several at once only makes their timings flaky)
+shopt -s nullglob
+all_files=(test/unit/*.test.ts test/e2e/*.test.ts)
+node_opts=()
+files=()
+for arg in "$@"; do
+  if [[ "$arg" == --* ]]; then
+    node_opts+=("$arg")
+  elif [[ -f "$arg" ]]; then
+    files+=("$arg")
+  else
+    matched=0
+    for f in "${all_files[@]}"; do
+      if [[ "$f" == *"$arg"* ]]; then
+        files+=("$f")
+        matched=1
+      fi
+    done
+    if [[ $matched == 0 ]]; then
+      echo "test.sh: no test file matches '$arg'" >&2
+      exit 1
+    fi
+  fi
+done
+if [[ ${#files[@]} == 0 ]]; then
+  files=("${all_files[@]}")
+fi
+if [[ ${#files[@]} == 0 ]]; then
+  echo "test.sh: no test files found under test/unit or test/e2e" >&2
+  exit 1
+fi
+
+# a hung test must not hang CI: per-test timeout where this node supports it (20.11+);
+# --test-concurrency needs 20.10+ (older 20.x runs files in parallel, which still works)
+node_help="$(node --help 2>/dev/null || true)"
+if grep -q -- '--test-timeout' <<<"$node_help"; then
+  node_opts=("--test-timeout=${FERRY_TEST_TIMEOUT_MS:-600000}" "${node_opts[@]}")
+fi
+if grep -q -- '--test-concurrency' <<<"$node_help"; then
+  node_opts=("--test-concurrency=1" "${node_opts[@]}")
+fi
+
+rc=0
+node --import tsx --test "${node_opts[@]}" "${files[@]}" || rc=$?
+exit "$rc"
