@@ -1,4 +1,4 @@
-import { decodeIntset, decodeListpack, decodeZiplist, decodeZipmap, elementToBuffer, elementToNumber } from './encodings.js';
+import { decodeIntset, decodeListpack, decodeZiplist, decodeZipmap, elementToBigInt, elementToBuffer, elementToNumber } from './encodings.js';
 import type {
   KeyChunk,
   KeyHeader,
@@ -869,8 +869,8 @@ function* streamNodeEntries(master: StreamId, lp: BlobElement[]): Generator<Stre
   const total = count + deleted;
   for (let e = 0; e < total; e++) {
     const flags = int();
-    const ms = master.ms + BigInt(elementToNumber(next()));
-    const seq = master.seq + BigInt(elementToNumber(next()));
+    const ms = master.ms + elementToBigInt(next());
+    const seq = master.seq + elementToBigInt(next());
     const fields: Buffer[] = [];
     if (flags & STREAM_ITEM_FLAG_SAMEFIELDS) {
       for (const name of masterFields) fields.push(name, elementToBuffer(next()));
