@@ -6,6 +6,7 @@ import type { Lane, TargetWriter } from '../target/writer.js';
 import type { WriteErrorLog } from './errors.js';
 import type { SnapshotStats } from './stats.js';
 import type { DbMapper } from './db-map.js';
+import { printable } from '../common/printable.js';
 
 /**
  * Applies snapshot entries to the target. Small keys become one RESTORE (raw payload,
@@ -52,6 +53,10 @@ export class SnapshotApplier {
       case 'module-aux':
         this.logger.warn({ module: entry.module }, 'module auxiliary data in the snapshot cannot be migrated; the module must be configured on the target');
         this.stats.skippedModuleAux++;
+        return;
+      case 'key-meta-skipped':
+        this.stats.skippedKeyMeta++;
+        this.logger.warn({ db: entry.db, key: printable(entry.key), classes: entry.classes }, 'module key metadata (KEY_META) cannot be migrated; the key is copied without it');
         return;
       case 'end':
         this.checksumVerified = entry.checksumVerified;

@@ -15,6 +15,7 @@ export interface SnapshotStats {
   filtered: number;
   functions: number;
   skippedModuleAux: number;
+  skippedKeyMeta: number;
   startedAt: number | null;
   finishedAt: number | null;
 }
@@ -55,6 +56,7 @@ export function emptySnapshotStats(): SnapshotStats {
     filtered: 0,
     functions: 0,
     skippedModuleAux: 0,
+    skippedKeyMeta: 0,
     startedAt: null,
     finishedAt: null,
   };

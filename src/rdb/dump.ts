@@ -42,6 +42,8 @@ const FIRST_RDB_VERSION: Record<number, number> = {
   [RdbType.STREAM_LISTPACKS_3]: 11,
   [RdbType.HASH_METADATA]: 12,
   [RdbType.HASH_LISTPACK_EX]: 12,
+  [RdbType.STREAM_LISTPACKS_4]: 13,
+  [RdbType.STREAM_LISTPACKS_5]: 14,
 };
 
 /** What a target understands: its RDB version and whether it is Valkey 9+ (VALKEY magic). */
@@ -57,7 +59,7 @@ export interface TargetFormat {
  */
 export function restorableOn(type: number, sourceMagic: RdbMagic, target: TargetFormat): boolean {
   if (sourceMagic === 'VALKEY' || target.magic === 'VALKEY') {
-    if (sourceMagic !== target.magic) return type <= RdbType.STREAM_LISTPACKS_3; // the shared pre-fork types
+    if (sourceMagic !== target.magic) return type <= RdbType.STREAM_LISTPACKS_3 && target.rdbVersion >= (FIRST_RDB_VERSION[type] ?? Infinity); // the shared pre-fork types
     return true;
   }
   const first = FIRST_RDB_VERSION[type];

@@ -13,6 +13,7 @@ export type RdbEntry =
   | ResizeDbEntry
   | FunctionEntry
   | ModuleAuxEntry
+  | KeyMetaSkippedEntry
   | WholeKeyEntry
   | KeyBeginEntry
   | KeyChunkEntry
@@ -26,6 +27,9 @@ export interface ResizeDbEntry { kind: 'resize-db'; db: number; keys: number; ex
 export interface FunctionEntry { kind: 'function'; code: Buffer }
 /** Module auxiliary data: it has no command form and cannot be moved by RESTORE. */
 export interface ModuleAuxEntry { kind: 'module-aux'; module: string }
+
+/** Redis 8.6+ per-key module metadata (KEY_META): read past, reported, not migrated. */
+export interface KeyMetaSkippedEntry { kind: 'key-meta-skipped'; db: number; key: Buffer; classes: string[] }
 
 /** What every key carries, whichever shape it arrives in. */
 export interface KeyHeader {
@@ -81,7 +85,12 @@ export interface EndOfSnapshotEntry {
 
 export interface StreamId { ms: bigint; seq: bigint }
 
-export interface StreamEntry { id: StreamId; fields: Buffer[] /* name, value, name, value... */ }
+export interface StreamEntry {
+  id: StreamId;
+  fields: Buffer[] /* name, value, name, value... */;
+  /** Deleted by XDEL but still in its node: not part of the stream, maybe still pending in a group. */
+  deleted?: boolean;
+}
 
 export interface StreamPendingEntry { id: StreamId; deliveryTimeMs: bigint; deliveryCount: number; consumer: Buffer | null }
 

@@ -65,6 +65,8 @@ const LOGICAL: Record<number, LogicalType> = {
   [RdbType.STREAM_LISTPACKS]: 'stream',
   [RdbType.STREAM_LISTPACKS_2]: 'stream',
   [RdbType.STREAM_LISTPACKS_3]: 'stream',
+  [RdbType.STREAM_LISTPACKS_4]: 'stream',
+  [RdbType.STREAM_LISTPACKS_5]: 'stream',
   [RdbType.MODULE_2]: 'module',
 };
 
@@ -155,6 +157,7 @@ export class RdbParser {
     let expireAtMs: number | null = null;
     let idleSeconds: number | null = null;
     let lfuFreq: number | null = null;
+    let keyMetaClasses: string[] = [];
     for (;;) {
       if (r.avail() < 1) yield* r.need(1, 'an opcode or a type byte');
       const at = r.offset;
@@ -209,13 +212,13 @@ export class RdbParser {
           yield { kind: 'module-aux', module: yield* this.skipModuleAux() };
           continue;
         case RdbOpcode.KEY_META_OR_SLOT_IMPORT:
-          throw new RdbError(
-            at,
-            'an opcode Ferry knows',
-            this.magic === 'VALKEY'
-              ? `SLOT_IMPORT (243) of ${this.magic} RDB ${this.version} is not supported`
-              : `KEY_META (243) of Redis RDB ${this.version} (Redis 8.6+) is not supported yet`,
-          );
+          if (this.magic === 'VALKEY') {
+            yield* this.skipSlotImport();
+            continue;
+          }
+          if (this.version < 13) throw new RdbError(at, 'an opcode of RDB version ' + this.version, 'opcode 243 (KEY_META) exists from RDB 13');
+          keyMetaClasses = yield* this.skipKeyMeta();
+          continue;
         default: {
           const header: KeyHeader = {
             db: this.db,
@@ -227,6 +230,10 @@ export class RdbParser {
             lfuFreq,
           };
           header.key = Buffer.from(yield* this.string('a key name'));
+          if (keyMetaClasses.length > 0) {
+            yield { kind: 'key-meta-skipped', db: this.db, key: header.key, classes: keyMetaClasses };
+            keyMetaClasses = [];
+          }
           expireAtMs = idleSeconds = lfuFreq = null;
           this.keys++;
           yield* this.key(header);
@@ -260,8 +267,7 @@ export class RdbParser {
     if (type === RdbType.MODULE_PRE_GA) {
       throw new RdbError(at, 'a value type Ferry can read', 'type 6 (MODULE, Redis 4.0 pre-release) cannot be skipped or migrated');
     }
-    const origin = type === 26 || type === 27 ? ` (a stream format of Redis 8.6+, RDB ${this.version})` : '';
-    throw new RdbError(at, 'a known value type', `type ${type}${origin} in ${this.magic} RDB version ${this.version} is not supported`);
+    throw new RdbError(at, 'a known value type', `type ${type} in ${this.magic} RDB version ${this.version} is not supported`);
   }
 
   private *key(header: KeyHeader): Gen<void> {
@@ -490,6 +496,8 @@ export class RdbParser {
       case RdbType.STREAM_LISTPACKS:
       case RdbType.STREAM_LISTPACKS_2:
       case RdbType.STREAM_LISTPACKS_3:
+      case RdbType.STREAM_LISTPACKS_4:
+      case RdbType.STREAM_LISTPACKS_5:
         return yield* this.skipStream(type);
       case RdbType.MODULE_2:
         yield* this.length64('a module type id');
@@ -523,11 +531,55 @@ export class RdbParser {
       const consumers = yield* this.length('a consumer count');
       for (let c = 0; c < consumers; c++) {
         yield* this.skipString('a consumer name');
-        yield* r.skip(type === RdbType.STREAM_LISTPACKS_3 ? 16 : 8, 'consumer times');
+        yield* r.skip(type >= RdbType.STREAM_LISTPACKS_3 ? 16 : 8, 'consumer times');
         const owned = yield* this.length('a consumer pending count');
         yield* r.skip(16 * owned, 'consumer pending ids');
       }
+      if (type >= RdbType.STREAM_LISTPACKS_5) yield* r.skip(16 * (yield* this.length('a NACK count')), 'NACKed ids');
     }
+    if (type >= RdbType.STREAM_LISTPACKS_4) yield* this.skipStreamIdmp();
+  }
+
+  /**
+   * The idempotent-producer section of Redis 8.6 streams (type 26+): recent producer/IID pairs
+   * that let XADD drop duplicates. It has no command form, so it is read past, not migrated.
+   */
+  private *skipStreamIdmp(): ReadGen<void> {
+    yield* this.length64('the IDMP duration');
+    yield* this.length64('the IDMP max entries');
+    const producers = yield* this.length('an IDMP producer count');
+    for (let p = 0; p < producers; p++) {
+      yield* this.skipString('an IDMP producer id');
+      const count = yield* this.length('an IDMP entry count');
+      for (let i = 0; i < count; i++) {
+        yield* this.skipString('an IDMP iid');
+        yield* this.length64('an IDMP stream id');
+        yield* this.length64('an IDMP stream id');
+      }
+    }
+    yield* this.length64('the IDMP iids-added counter');
+    yield* this.length64('the IDMP duplicates counter');
+  }
+
+  /** Redis 8.6 KEY_META: per-key module metadata classes (keymeta.c). Read past; names returned. */
+  private *skipKeyMeta(): ReadGen<string[]> {
+    const r = this.input;
+    const count = yield* this.length('a KEY_META class count');
+    const names: string[] = [];
+    for (let i = 0; i < count; i++) {
+      yield* r.need(4, 'a KEY_META class spec');
+      names.push(keyMetaClassName(r.buf.readUInt32LE(r.pos)));
+      r.pos += 4;
+      yield* this.skipModuleValues();
+    }
+    return names;
+  }
+
+  /** Valkey 9 SLOT_IMPORT: an unfinished slot import job (name, slot ranges); not data. */
+  private *skipSlotImport(): ReadGen<void> {
+    yield* this.skipString('a slot import job name');
+    const ranges = yield* this.length('a slot range count');
+    for (let i = 0; i < 2 * ranges; i++) yield* this.length('a slot number');
   }
 
   /** Module values are self-describing: opcode-tagged items until opcode 0. */
@@ -670,6 +722,8 @@ export class RdbParser {
       case RdbType.STREAM_LISTPACKS:
       case RdbType.STREAM_LISTPACKS_2:
       case RdbType.STREAM_LISTPACKS_3:
+      case RdbType.STREAM_LISTPACKS_4:
+      case RdbType.STREAM_LISTPACKS_5:
         return yield* this.decodeStream(type);
       case RdbType.MODULE_2: {
         const name = moduleNameFromId(yield* this.length64('a module type id'));
@@ -807,9 +861,9 @@ export class RdbParser {
       const consumerCount = yield* this.length('a consumer count');
       for (let c = 0; c < consumerCount; c++) {
         const consumerName = Buffer.from(yield* this.string('a consumer name'));
-        yield* r.need(type === RdbType.STREAM_LISTPACKS_3 ? 16 : 8, 'consumer times');
+        yield* r.need(type >= RdbType.STREAM_LISTPACKS_3 ? 16 : 8, 'consumer times');
         const seenTimeMs = r.i64le();
-        const activeTimeMs = type === RdbType.STREAM_LISTPACKS_3 ? r.i64le() : null;
+        const activeTimeMs = type >= RdbType.STREAM_LISTPACKS_3 ? r.i64le() : null;
         const owned = yield* this.length('a consumer pending count');
         const ids: StreamId[] = [];
         for (let k = 0; k < owned; k++) {
@@ -821,8 +875,10 @@ export class RdbParser {
         }
         consumers.push({ name: consumerName, seenTimeMs, activeTimeMs, pending: ids });
       }
+      if (type >= RdbType.STREAM_LISTPACKS_5) yield* r.skip(16 * (yield* this.length('a NACK count')), 'NACKed ids');
       groups.push({ name, lastId: groupLastId, entriesRead, pending, consumers });
     }
+    if (type >= RdbType.STREAM_LISTPACKS_4) yield* this.skipStreamIdmp();
     yield {
       kind: 'key-chunk',
       chunk: { type: 'stream-meta', meta: { length, lastId, firstId, maxDeletedId, entriesAdded, groups } },
@@ -879,8 +935,19 @@ function* streamNodeEntries(master: StreamId, lp: BlobElement[]): Generator<Stre
       for (let f = 0; f < n; f++) fields.push(elementToBuffer(next()), elementToBuffer(next()));
     }
     next(); // lp-count, used only for backward iteration
-    if (!(flags & STREAM_ITEM_FLAG_DELETED)) yield { id: { ms, seq }, fields };
+    // Deleted entries are handed on too: a consumer group may still have them pending, and
+    // the rewrite path can only recreate such a pending entry from an entry it adds and deletes.
+    yield flags & STREAM_ITEM_FLAG_DELETED ? { id: { ms, seq }, fields, deleted: true } : { id: { ms, seq }, fields };
   }
+}
+
+const KEY_META_CHARSET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+
+/** A KEY_META class spec: a 4-character name in bits 31..8 (6 bits each), version in 7..3. */
+function keyMetaClassName(spec: number): string {
+  let name = '';
+  for (let i = 0; i < 4; i++) name += KEY_META_CHARSET[(spec >>> (26 - 6 * i)) & 63];
+  return `${name} v${(spec >>> 3) & 31}`;
 }
 
 function hex64(v: bigint): string {

@@ -42,6 +42,8 @@ export class KeyRewriter {
   private created = false;
   private stringStarted = false;
   private error: string | null = null;
+  /** Entries added only so that pending entries referring to them can be claimed; deleted after. */
+  private readonly deletedStreamIds: string[] = [];
 
   constructor(private readonly header: KeyHeader) {
     this.temp = temporaryKeyFor(header.key);
@@ -95,6 +97,7 @@ export class KeyRewriter {
       }
       case 'stream-entries':
         this.created = true;
+        for (const e of chunk.entries) if (e.deleted) this.deletedStreamIds.push(streamId(e.id));
         return chunk.entries.map((e) => ['XADD', t, streamId(e.id), ...e.fields]);
       case 'stream-meta':
         return this.streamMeta(chunk.meta);
@@ -112,11 +115,6 @@ export class KeyRewriter {
       out.push(['XGROUP', 'CREATE', t, '__ferry_tmp__', '0', 'MKSTREAM'], ['XGROUP', 'DESTROY', t, '__ferry_tmp__']);
       this.created = true;
     }
-    const setId: Arg[] = ['XSETID', t, streamId(meta.lastId)];
-    if (meta.entriesAdded !== null && meta.maxDeletedId !== null) {
-      setId.push('ENTRIESADDED', meta.entriesAdded, 'MAXDELETEDID', streamId(meta.maxDeletedId));
-    }
-    out.push(setId);
     for (const group of meta.groups) {
       const create: Arg[] = ['XGROUP', 'CREATE', t, group.name, streamId(group.lastId)];
       if (group.entriesRead !== null && group.entriesRead !== U64_MAX) create.push('ENTRIESREAD', group.entriesRead);
@@ -134,6 +132,15 @@ export class KeyRewriter {
         if (c.pending.length === 0) out.push(['XGROUP', 'CREATECONSUMER', t, group.name, c.name]);
       }
     }
+    for (let i = 0; i < this.deletedStreamIds.length; i += 1000) {
+      out.push(['XDEL', t, ...this.deletedStreamIds.slice(i, i + 1000)]);
+    }
+    // Last, because XDEL moves the max-deleted id and XADD the entries-added counter.
+    const setId: Arg[] = ['XSETID', t, streamId(meta.lastId)];
+    if (meta.entriesAdded !== null && meta.maxDeletedId !== null) {
+      setId.push('ENTRIESADDED', meta.entriesAdded, 'MAXDELETEDID', streamId(meta.maxDeletedId));
+    }
+    out.push(setId);
     return out;
   }
 

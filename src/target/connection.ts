@@ -1,0 +1,405 @@
+/**
+ * A pipelined connection to a target Redis: the unit the writer pushes commands through.
+ *
+ * Commands are pre-encoded Buffers, written without waiting for replies; replies are matched to
+ * callbacks in FIFO order (Redis answers a connection's commands in order). Writes made in the
+ * same tick are corked together so a burst costs one writev, not one syscall per command.
+ * Back-pressure is explicit (`full`, `waitForRoom`) so the caller bounds memory and latency.
+ *
+ * No retries and no logging here: on any failure every pending callback gets a
+ * TargetConnectionError naming the address, and the engine decides what to do.
+ */
+
+import net from 'node:net';
+
+import { encodeCommand, type Arg } from '../resp/encode.js';
+import { PushReply, ReplyDecoder, RespProtocolError, type Reply } from '../resp/reply-decoder.js';
+
+/** The connection failed or was closed; the commands it carried may or may not have been applied. */
+export class TargetConnectionError extends Error {
+  override readonly name = 'TargetConnectionError';
+}
+
+/** Receives the reply (a ReplyError for an error reply) or a TargetConnectionError. */
+export type ReplyCallback = (reply: Reply | TargetConnectionError) => void;
+
+export interface TargetConnectOptions {
+  host: string;
+  port: number;
+  user?: string;
+  password?: string;
+  /** CLIENT SETNAME value (no spaces), to spot Ferry in CLIENT LIST on the target. */
+  name?: string;
+  /** Covers TCP connect plus AUTH/SETNAME. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Default 2000 commands. */
+  maxInflight?: number;
+  /** Default 32 MB of encoded commands awaiting their reply. */
+  maxInflightBytes?: number;
+}
+
+interface Pending {
+  cb: ReplyCallback | undefined;
+  bytes: number;
+}
+
+/** Something waiting until `seq` commands have been answered (a marker or a drain). */
+interface SeqWaiter {
+  seq: number;
+  fire: () => void;
+  /** Markers have none: they are dropped on failure, since their commands were never answered. */
+  fail: ((e: Error) => void) | undefined;
+}
+
+interface RoomWaiter {
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+/** Array-backed FIFO; shift() is O(1) amortised (Array#shift is O(n) on large arrays). */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(x: T): void {
+    this.items.push(x);
+  }
+
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const x = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return x;
+  }
+
+  takeAll(): T[] {
+    const rest = this.items.slice(this.head) as T[];
+    this.items = [];
+    this.head = 0;
+    return rest;
+  }
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_INFLIGHT = 2000;
+const DEFAULT_MAX_INFLIGHT_BYTES = 32 * 1024 * 1024;
+/** Node's 16 KB default would flag writableNeedDrain after a few commands of one corked tick. */
+const WRITABLE_HIGH_WATER_MARK = 1024 * 1024;
+const QUIT = encodeCommand(['QUIT']);
+
+function formatAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function errorCode(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code ?? e.message;
+  }
+  return String(e);
+}
+
+export class TargetConnection {
+  /** host:port, for messages. */
+  readonly address: string;
+  readonly maxInflight: number;
+  readonly maxInflightBytes: number;
+  /** Resolves when the connection is gone: null after close(), else the failure. Never rejects. */
+  readonly closed: Promise<TargetConnectionError | null>;
+
+  private readonly socket: net.Socket;
+  private readonly decoder: ReplyDecoder;
+  private readonly pending = new Fifo<Pending>();
+  private readonly seqWaiters = new Fifo<SeqWaiter>();
+  private roomWaiters: RoomWaiter[] = [];
+  private bytesInflight = 0;
+  /** Commands sent, and commands answered (or failed), since the start. */
+  private sentSeq = 0;
+  private answeredSeq = 0;
+  private corked = false;
+  private closing = false;
+  private failure: TargetConnectionError | null = null;
+  private resolveClosed!: (e: TargetConnectionError | null) => void;
+  private readonly uncork = (): void => this.flush();
+
+  private constructor(socket: net.Socket, address: string, opts: TargetConnectOptions) {
+    this.socket = socket;
+    this.address = address;
+    this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
+    this.maxInflightBytes = opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES;
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.decoder = new ReplyDecoder((r) => this.onReply(r));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.wakeRoomWaiters());
+    socket.on('error', (e) => this.fail(`connection to ${this.address} failed: ${errorCode(e)}`));
+    socket.on('close', () => this.onClose());
+  }
+
+  /** Connects, authenticates and names the connection. */
+  static async connect(opts: TargetConnectOptions): Promise<TargetConnection> {
+    const address = formatAddress(opts.host, opts.port);
+    const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    let conn: TargetConnection | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        conn?.destroy();
+        reject(new TargetConnectionError(`cannot connect to ${address}: timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    const attempt = async (): Promise<TargetConnection> => {
+      const socket = await new Promise<net.Socket>((resolve, reject) => {
+        // net.Socket passes stream options through to Duplex; @types/node just does not list them.
+        const connectOpts: net.TcpNetConnectOpts & { writableHighWaterMark: number } = {
+          host: opts.host,
+          port: opts.port,
+          writableHighWaterMark: WRITABLE_HIGH_WATER_MARK,
+        };
+        const s = net.connect(connectOpts);
+        const onError = (e: Error): void => {
+          s.destroy();
+          reject(new TargetConnectionError(`cannot connect to ${address}: ${errorCode(e)}`));
+        };
+        s.once('error', onError);
+        s.once('connect', () => {
+          s.off('error', onError);
+          resolve(s);
+        });
+        // A timeout destroys the pending socket through this hook.
+        timeout.catch(() => s.destroy());
+      });
+      socket.setNoDelay(true);
+      // Idle phases (a long snapshot on another connection) must not let NATs or firewalls
+      // silently drop this one.
+      socket.setKeepAlive(true, 10_000);
+      const c = new TargetConnection(socket, address, opts);
+      conn = c;
+      await c.handshake(opts);
+      return c;
+    };
+    try {
+      return await Promise.race([attempt(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async handshake(opts: TargetConnectOptions): Promise<void> {
+    // Pipelined: both go out in one write.
+    const auth =
+      opts.password === undefined
+        ? undefined
+        : this.call(opts.user !== undefined ? ['AUTH', opts.user, opts.password] : ['AUTH', opts.password]);
+    // SETNAME may be refused (old server, ACL): the name is a convenience, ignore its failure.
+    const setName = opts.name !== undefined ? this.call(['CLIENT', 'SETNAME', opts.name]).catch(() => null) : undefined;
+    if (auth !== undefined) {
+      try {
+        await auth;
+      } catch (e) {
+        this.destroy();
+        // The server's text (WRONGPASS ..., ERR ...) never echoes the password.
+        const why = e instanceof Error ? e.message : String(e);
+        throw e instanceof TargetConnectionError ? e : new TargetConnectionError(`cannot authenticate to ${this.address}: ${why}`);
+      }
+    }
+    await setName;
+    if (this.failure) throw this.failure;
+  }
+
+  /** Commands sent and not yet answered. */
+  get inflight(): number {
+    return this.pending.length;
+  }
+
+  /** Encoded bytes of the commands not yet answered. */
+  get inflightBytes(): number {
+    return this.bytesInflight;
+  }
+
+  /** True when the caller should stop sending and await waitForRoom(). */
+  get full(): boolean {
+    return (
+      this.pending.length >= this.maxInflight ||
+      this.bytesInflight >= this.maxInflightBytes ||
+      this.socket.writableNeedDrain
+    );
+  }
+
+  /** The failure, once the connection is unusable. */
+  get error(): TargetConnectionError | null {
+    return this.failure;
+  }
+
+  /**
+   * Writes an already-encoded command. `onReply` gets its reply in order, or a
+   * TargetConnectionError if the connection fails first (asynchronously if it already has).
+   * Callbacks must not throw: a throw leaves the reply stream desynchronised, so it kills the
+   * connection and is rethrown.
+   */
+  send(cmd: Buffer, onReply?: ReplyCallback): void {
+    if (this.failure !== null || this.closing) {
+      const err = this.failure ?? new TargetConnectionError(`connection to ${this.address} is closing`);
+      if (onReply) process.nextTick(onReply, err);
+      return;
+    }
+    this.write(cmd, onReply);
+  }
+
+  private write(cmd: Buffer, onReply: ReplyCallback | undefined): void {
+    this.pending.push({ cb: onReply, bytes: cmd.length });
+    this.bytesInflight += cmd.length;
+    this.sentSeq++;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(cmd);
+  }
+
+  /** Pushes the commands written in this tick to the socket now instead of at the end of the tick. */
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  /** Resolves when `full` is false; rejects if the connection fails. */
+  waitForRoom(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (!this.full) return Promise.resolve();
+    // Blocked by the write buffer alone: release it now rather than wait for the tick.
+    this.flush();
+    return new Promise((resolve, reject) => this.roomWaiters.push({ resolve, reject }));
+  }
+
+  /** Sends a command and resolves with its reply; rejects with ReplyError or TargetConnectionError. */
+  call(args: readonly Arg[]): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      this.send(encodeCommand(args), (r) => (r instanceof Error ? reject(r) : resolve(r)));
+    });
+  }
+
+  /** Resolves once every command sent so far has its reply; rejects if the connection fails first. */
+  drain(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.answeredSeq === this.sentSeq) return Promise.resolve();
+    return new Promise((resolve, reject) => this.seqWaiters.push({ seq: this.sentSeq, fire: resolve, fail: reject }));
+  }
+
+  /**
+   * Calls `cb` once every command sent so far has been answered: synchronously if none is in
+   * flight. It never fires if the connection fails first (those commands were not acknowledged),
+   * nor once the connection has failed.
+   */
+  marker(cb: () => void): void {
+    if (this.failure) return;
+    if (this.answeredSeq === this.sentSeq) {
+      cb();
+      return;
+    }
+    this.seqWaiters.push({ seq: this.sentSeq, fire: cb, fail: undefined });
+  }
+
+  /** Clean shutdown: QUIT after the commands already sent, which still get their replies. */
+  async close(): Promise<void> {
+    if (this.failure === null && !this.closing) {
+      this.closing = true;
+      this.write(QUIT, undefined);
+      this.flush();
+      this.socket.end();
+    }
+    await this.closed;
+  }
+
+  /** Hard stop: pending callbacks get a TargetConnectionError. */
+  destroy(reason = 'destroyed'): void {
+    this.fail(`connection to ${this.address} ${reason}`);
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk);
+    } catch (e) {
+      if (e instanceof RespProtocolError) {
+        this.fail(`protocol error from ${this.address}: ${e.message}`);
+        return;
+      }
+      this.fail(`connection to ${this.address} dropped: a reply callback threw`);
+      throw e;
+    }
+  }
+
+  private onReply(r: Reply): void {
+    // RESP3 push messages are out of band: they answer no command.
+    if (r instanceof PushReply) return;
+    const p = this.pending.shift();
+    if (p === undefined) {
+      this.fail(`protocol error from ${this.address}: a reply arrived with no command pending`);
+      return;
+    }
+    this.bytesInflight -= p.bytes;
+    this.answeredSeq++;
+    if (p.cb) p.cb(r);
+    let w = this.seqWaiters.peek();
+    while (w !== undefined && w.seq <= this.answeredSeq) {
+      this.seqWaiters.shift();
+      w.fire();
+      w = this.seqWaiters.peek();
+    }
+    if (this.roomWaiters.length > 0) this.wakeRoomWaiters();
+  }
+
+  private wakeRoomWaiters(): void {
+    if (this.roomWaiters.length === 0 || this.full) return;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  private onClose(): void {
+    if (this.failure !== null) return;
+    const n = this.pending.length;
+    // After QUIT, only QUIT's own reply may be missing: that is a clean close.
+    if (this.closing && n <= 1) {
+      this.fail(`connection to ${this.address} is closed`, true);
+      return;
+    }
+    this.fail(`connection to ${this.address} closed by the server with ${n} replies pending`);
+  }
+
+  /** Marks the connection dead and fails everything that waits on it. */
+  private fail(message: string, clean = false): void {
+    if (this.failure !== null) return;
+    const err = new TargetConnectionError(message);
+    this.failure = err;
+    this.socket.destroy();
+    const pending = this.pending.takeAll();
+    this.bytesInflight = 0;
+    this.answeredSeq = this.sentSeq;
+    const waiters = this.seqWaiters.takeAll();
+    const room = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const p of pending) p.cb?.(err);
+    for (const w of waiters) w.fail?.(err);
+    for (const w of room) w.reject(err);
+    this.resolveClosed(clean ? null : err);
+  }
+}
