@@ -86,7 +86,10 @@ export class Migration extends EventEmitter {
     try {
       this.writer = await TargetWriter.open(this.options.target, {
         lanes: this.options.lanes ?? 4,
-        onConnectionFailure: (error) => this.errors.record(-1, null, 'SELECT', error ?? 'unknown'),
+        onConnectionLost: (error) => {
+          this.targetLost ??= new Error(`lost the target: ${error.message}`);
+          this.link?.close();
+        },
       });
       logger.info({ target: this.writer.describe(), version: this.writer.info.version.join('.') }, 'connected to target');
       this.control = await TargetConnection.connect({ ...connectOptions(this.options.source), name: 'ferry-monitor' });
@@ -98,6 +101,7 @@ export class Migration extends EventEmitter {
           await this.runLink(dbs);
           break;
         } catch (e) {
+          if (this.targetLost) throw this.targetLost;
           if (this.stopRequested) break;
           if (!(e instanceof TransientSourceError) || this.phase !== 'connecting') throw e;
           const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
@@ -117,11 +121,13 @@ export class Migration extends EventEmitter {
       if (this.timer) clearInterval(this.timer);
       this.link?.close();
       this.writer?.close();
-      this.control?.close();
+      void this.control?.close().catch(() => undefined);
     }
   }
 
   private synced = false;
+  /** Set when a target connection fails: the migration cannot go on (until resume exists). */
+  private targetLost: Error | null = null;
 
   private async runLink(dbs: DbMapper): Promise<void> {
     const writer = this.writer!;
@@ -178,11 +184,13 @@ export class Migration extends EventEmitter {
       await linkDone.catch((e) => {
         if (!link.wasClosedByUs) throw e;
       });
+      if (this.targetLost) throw this.targetLost;
       return;
     }
     await linkDone.catch((e) => {
       if (!link.wasClosedByUs) throw e;
     });
+    if (this.targetLost) throw this.targetLost;
     if (options.method === 'incremental' && !this.stopRequested) {
       throw new Error(`source ${describeEndpoint(options.source)} closed the replication link`);
     }

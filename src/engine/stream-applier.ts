@@ -82,14 +82,14 @@ export class StreamApplier {
     const upper = name.toUpperCase();
     if (this.inTransaction) {
       this.queued.push({ name: upper, key, db });
-      this.lane.send(db, args, (error) => {
+      this.lane.sendEncoded(db, command.raw, (error) => {
         // Only syntax-level refusals arrive here (the command is not queued; EXEC will abort).
         if (error) this.errors.record(db, key, upper, error);
       });
       return this.roomOrNothing();
     }
     const offset = command.offsetAfter;
-    this.lane.send(db, args, (error) => {
+    this.lane.sendEncoded(db, command.raw, (error) => {
       if (error) this.errors.record(db, key, upper, error);
       this.applied(offset);
     });

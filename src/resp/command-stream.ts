@@ -95,7 +95,7 @@ class DecodedCommand implements StreamCommand {
 export interface CommandStreamOptions {
   /** Largest accepted bulk, in bytes. Default 512 MB (Redis's proto-max-bulk-len default). */
   maxBulkBytes?: number;
-  /** Largest accepted argument count. Default 1,048,576. */
+  /** Largest accepted argument count. Default 64 Mi. */
   maxArgs?: number;
 }
 
@@ -110,7 +110,8 @@ const STAR = 0x2a;
 const DOLLAR = 0x24;
 
 export const DEFAULT_MAX_BULK_BYTES = 512 * 1024 * 1024;
-export const DEFAULT_MAX_ARGS = 1024 * 1024;
+/** Generous: a master propagates a client's DEL or SADD of millions of arguments as it came. */
+export const DEFAULT_MAX_ARGS = 64 * 1024 * 1024;
 
 // Slow-path states.
 const S_START = 0; // expecting '*'

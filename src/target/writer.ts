@@ -1,7 +1,7 @@
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
-import { TargetConnection } from './connection.js';
+import { TargetConnection, TargetConnectionError } from './connection.js';
 import { rdbVersionOfServer, type TargetFormat } from '../rdb/dump.js';
 
 /** Called with the target's verdict on one command; `error` is null on success. */
@@ -25,7 +25,8 @@ export class Lane {
 
   constructor(
     readonly connection: TargetConnection,
-    private readonly onFailure: ReplyHandler,
+    /** The connection is gone: what it carried may or may not have been applied. */
+    private readonly onConnectionLost: (error: Error) => void,
   ) {}
 
   get full(): boolean {
@@ -42,20 +43,27 @@ export class Lane {
   }
 
   send(db: number, args: readonly Arg[], onReply?: ReplyHandler): void {
+    this.sendEncoded(db, encodeCommand(args), onReply);
+  }
+
+  /** Like send, for a command already in RESP form (forwarded as the source sent it). */
+  sendEncoded(db: number, encoded: Buffer, onReply?: ReplyHandler): void {
     if (db !== this.selectedDb) {
       this.connection.send(encodeCommand(['SELECT', db]), (reply) => {
-        if (reply instanceof Error) this.onFailure(`SELECT ${db}: ${reply.message}`, undefined);
+        if (reply instanceof TargetConnectionError) this.onConnectionLost(reply);
+        else if (reply instanceof Error) this.onConnectionLost(new Error(`target refused SELECT ${db}: ${reply.message}`));
       });
       this.selectedDb = db;
     }
-    this.sendRaw(encodeCommand(args), onReply);
+    this.sendRaw(encoded, onReply);
   }
 
   /** Send without database tracking (MULTI, EXEC, server-wide commands). */
   sendRaw(encoded: Buffer, onReply?: ReplyHandler): void {
     this.connection.send(encoded, (reply) => {
-      if (!onReply) return;
-      if (reply instanceof Error) onReply(reply.message, undefined);
+      if (reply instanceof TargetConnectionError) this.onConnectionLost(reply);
+      else if (!onReply) return;
+      else if (reply instanceof Error) onReply(reply.message, undefined);
       else onReply(null, reply);
     });
   }
@@ -81,7 +89,7 @@ export class TargetWriter {
     readonly info: TargetInfo,
   ) {}
 
-  static async open(endpoint: Endpoint, options: { lanes?: number; onConnectionFailure: ReplyHandler }): Promise<TargetWriter> {
+  static async open(endpoint: Endpoint, options: { lanes?: number; onConnectionLost: (error: Error) => void }): Promise<TargetWriter> {
     const count = Math.max(1, options.lanes ?? 4);
     const connections: TargetConnection[] = [];
     try {
@@ -91,9 +99,17 @@ export class TargetWriter {
         );
       }
       const info = await probeTarget(connections[0]!);
-      return new TargetWriter(endpoint, connections.map((c) => new Lane(c, options.onConnectionFailure)), info);
+      let reported = false;
+      const lost = (error: Error): void => {
+        if (reported) return; // every pending command of every lane reports the same loss
+        reported = true;
+        options.onConnectionLost(error);
+      };
+      // A connection that dies while idle has no pending command to report it.
+      for (const c of connections) void c.closed.then((error) => error && lost(error));
+      return new TargetWriter(endpoint, connections.map((c) => new Lane(c, lost)), info);
     } catch (e) {
-      for (const c of connections) c.close();
+      for (const c of connections) c.destroy('abandoned');
       throw e;
     }
   }
@@ -113,7 +129,7 @@ export class TargetWriter {
   }
 
   close(): void {
-    for (const l of this.lanes) l.connection.close();
+    for (const l of this.lanes) void l.connection.close().catch(() => undefined);
   }
 
   describe(): string {

@@ -386,7 +386,7 @@ describe('CommandStreamDecoder', () => {
 
   it('caps bulk sizes and argument counts', () => {
     assert.throws(() => new CommandStreamDecoder(0).push(b('*1\r\n$536870913\r\n')), /over 536870912 bytes/);
-    assert.throws(() => new CommandStreamDecoder(0).push(b('*1048577\r\n')), /over 1048576 arguments/);
+    assert.throws(() => new CommandStreamDecoder(0, { maxArgs: 1048576 }).push(b('*1048577\r\n')), /over 1048576 arguments/);
     const small = new CommandStreamDecoder(0, { maxBulkBytes: 10, maxArgs: 2 });
     assert.throws(() => small.push(b('*1\r\n$11\r\n')), /bulk at offset 4 is over 10 bytes/);
     assert.throws(() => new CommandStreamDecoder(0, { maxArgs: 2 }).push(b('*3\r\n')), /offset 0 has over 2 arguments/);
