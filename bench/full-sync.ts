@@ -12,7 +12,7 @@
  * Everything runs on loopback.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeCommand, type Arg } from '../src/resp/encode.js';
@@ -125,6 +125,8 @@ async function main(): Promise<void> {
     await source.client().call('SAVE');
     const rdbFile = path.join(source.dir, 'dump.rdb');
     const rdbMb = statSync(rdbFile).size / 1024 / 1024;
+    if (process.env.BENCH_KEEP_RDB) copyFileSync(rdbFile, process.env.BENCH_KEEP_RDB);
+    if (process.env.BENCH_ONLY_RDB) return;
     const usedMemory = field(await info(source, 'memory'), 'used_memory_human');
     process.stdout.write(`source: ${KEYS} keys, RDB ${rdbMb.toFixed(1)} MB, used_memory ${usedMemory}\n`);
 

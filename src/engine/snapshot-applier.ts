@@ -1,12 +1,15 @@
 import type { Logger } from 'pino';
 import type { KeyHeader, RdbEntry, WholeKeyEntry } from '../rdb/entries.js';
-import { dumpPayload } from '../rdb/dump.js';
+import { encodeRestore } from '../rdb/dump.js';
 import { KeyRewriter, type Command } from '../rdb/rewrite.js';
 import type { Lane, TargetWriter } from '../target/writer.js';
 import type { WriteErrorLog } from './errors.js';
 import type { SnapshotStats } from './stats.js';
 import type { DbMapper } from './db-map.js';
 import { printable } from '../common/printable.js';
+
+const ABSTTL_REPLACE = ['ABSTTL', 'REPLACE'];
+const REPLACE = ['REPLACE'];
 
 /**
  * Applies snapshot entries to the target. Small keys become one RESTORE (raw payload,
@@ -83,19 +86,22 @@ export class SnapshotApplier {
       return;
     }
     const info = this.writer.info;
-    const payload = dumpPayload(entry.payload, Math.min(entry.rdbVersion, info.format.rdbVersion));
-    const args: Command = ['RESTORE', entry.key];
+    const version = Math.min(entry.rdbVersion, info.format.rdbVersion);
+    let ttl: number;
+    let options: string[];
     if (info.supportsAbsTtl) {
-      args.push(entry.expireAtMs ?? 0, payload, 'ABSTTL', 'REPLACE');
-      if (entry.idleSeconds !== null) args.push('IDLETIME', entry.idleSeconds);
-      else if (entry.lfuFreq !== null) args.push('FREQ', entry.lfuFreq);
+      ttl = entry.expireAtMs ?? 0;
+      if (entry.idleSeconds !== null) options = ['ABSTTL', 'REPLACE', 'IDLETIME', String(entry.idleSeconds)];
+      else if (entry.lfuFreq !== null) options = ['ABSTTL', 'REPLACE', 'FREQ', String(entry.lfuFreq)];
+      else options = ABSTTL_REPLACE;
     } else {
-      args.push(entry.expireAtMs === null ? 0 : Math.max(1, entry.expireAtMs - this.now()), payload, 'REPLACE');
+      ttl = entry.expireAtMs === null ? 0 : Math.max(1, entry.expireAtMs - this.now());
+      options = REPLACE;
     }
+    const command = encodeRestore(entry, ttl, version, options);
     const lane = this.writer.pickLane();
-    const key = entry.key;
-    lane.send(db, args, (error) => {
-      if (error) this.errors.record(db, key, 'RESTORE', error);
+    lane.sendEncoded(db, command, (error) => {
+      if (error) this.errors.record(db, entry.key, 'RESTORE', error);
       else this.stats.restored++;
     });
     if (lane.full) return lane.waitForRoom();

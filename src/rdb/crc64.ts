@@ -170,6 +170,12 @@ export class Crc64 {
     return out;
   }
 
+  /** Writes the digest as 8 bytes LE at `at` (no allocation, for the per-key hot path). */
+  writeLE(out: Buffer, at: number): void {
+    out.writeUInt32LE(this.lo >>> 0, at);
+    out.writeUInt32LE(this.hi >>> 0, at + 4);
+  }
+
   reset(): void {
     this.lo = 0;
     this.hi = 0;

@@ -1,6 +1,7 @@
 import { Crc64 } from './crc64.js';
 import { RdbType } from './types.js';
 import type { RdbMagic } from './parser.js';
+import type { WholeKeyEntry } from './entries.js';
 
 /**
  * A DUMP/RESTORE payload: type byte + value bytes (as in the RDB) + u16 LE RDB version +
@@ -15,6 +16,37 @@ export function dumpPayload(body: Buffer, rdbVersion: number): Buffer {
   const crc = new Crc64();
   crc.update(out, 0, body.length + 2);
   crc.digestLE().copy(out, body.length + 2);
+  return out;
+}
+
+/** Reused by encodeRestore: one CRC object for every key. */
+const restoreCrc = new Crc64();
+
+/**
+ * `RESTORE key ttl <payload> ...options` in RESP, built in one allocation: the payload (type
+ * byte, value, version, CRC64) is written straight into the command, so a key's value is
+ * copied once on its way from the snapshot to the target's socket.
+ */
+export function encodeRestore(entry: WholeKeyEntry, ttl: number, rdbVersion: number, options: readonly string[]): Buffer {
+  const ttlText = String(ttl);
+  const payloadLength = 1 + entry.valueLength + 10;
+  const head = `*${4 + options.length}\r\n$7\r\nRESTORE\r\n$${entry.keyLength}\r\n`;
+  const mid = `\r\n$${ttlText.length}\r\n${ttlText}\r\n$${payloadLength}\r\n`;
+  let tail = '\r\n';
+  for (const o of options) tail += `$${o.length}\r\n${o}\r\n`;
+  const out = Buffer.allocUnsafe(head.length + entry.keyLength + mid.length + payloadLength + tail.length);
+  let at = out.write(head, 0, 'latin1');
+  at += entry.copyKey(out, at);
+  at += out.write(mid, at, 'latin1');
+  const payloadStart = at;
+  out[at++] = entry.rdbType;
+  at += entry.copyValue(out, at);
+  out.writeUInt16LE(rdbVersion, at);
+  at += 2;
+  restoreCrc.reset();
+  restoreCrc.update(out, payloadStart, at);
+  restoreCrc.writeLE(out, at);
+  out.write(tail, at + 8, 'latin1');
   return out;
 }
 

@@ -48,8 +48,15 @@ export interface KeyHeader {
 
 export interface WholeKeyEntry extends KeyHeader {
   kind: 'key';
-  /** Type byte + value bytes exactly as in the RDB: a DUMP payload without its footer. */
-  payload: Buffer;
+  readonly keyLength: number;
+  readonly valueLength: number;
+  /** Copy the key name / the value bytes into `out` at `at` without creating views (hot path). */
+  copyKey(out: Buffer, at: number): number;
+  copyValue(out: Buffer, at: number): number;
+  /** The value's bytes exactly as in the RDB (what follows the key name). */
+  value: Buffer;
+  /** Type byte + value: a DUMP payload without its footer (built on demand). */
+  readonly payload: Buffer;
   /** RDB version of the file the payload comes from. */
   rdbVersion: number;
 }

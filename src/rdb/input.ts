@@ -9,6 +9,8 @@ export type NeedData = typeof NEED_DATA;
 export class CaptureOverflow extends Error {}
 
 const EMPTY = Buffer.alloc(0);
+/** How much of the next chunk is copied to join a read that straddles two chunks. */
+const BRIDGE_BYTES = 4096;
 
 /**
  * The parser's view of a snapshot arriving in chunks.
@@ -75,7 +77,7 @@ export class RdbInput {
   *need(n: number, what: string): Generator<NeedData, void, void> {
     while (this.buf.length - this.pos < n) {
       if (this.queue.length > 0) {
-        this.advanceWindow();
+        this.advanceWindow(n);
         continue;
       }
       if (this.ended) {
@@ -99,8 +101,12 @@ export class RdbInput {
     }
   }
 
-  /** Replace the window with the unread rest plus the next queued chunk. */
-  private advanceWindow(): void {
+  /**
+   * Move the window on. With nothing left unread, the next chunk simply becomes the window.
+   * Otherwise the unread rest is joined with only as much of the next chunk as the read
+   * needs (at least a few KB): copying whole chunks would copy the entire stream once more.
+   */
+  private advanceWindow(needed: number): void {
     this.checksumConsumed();
     if (this.capturing) {
       if (this.pos > this.captureStart) {
@@ -109,11 +115,21 @@ export class RdbInput {
       }
       this.captureStart = 0;
     }
-    const next = this.queue.shift()!;
-    this.queuedBytes -= next.length;
     const rest = this.buf.length - this.pos;
+    const next = this.queue[0]!;
+    let joined: Buffer;
+    if (rest === 0) {
+      joined = next;
+      this.queue.shift();
+    } else {
+      const take = Math.min(next.length, Math.max(needed - rest, BRIDGE_BYTES));
+      joined = Buffer.concat([this.buf.subarray(this.pos), next.subarray(0, take)]);
+      if (take === next.length) this.queue.shift();
+      else this.queue[0] = next.subarray(take);
+    }
+    this.queuedBytes -= joined.length - rest;
     this.base += this.pos;
-    this.buf = rest === 0 ? next : Buffer.concat([this.buf.subarray(this.pos), next]);
+    this.buf = joined;
     this.pos = 0;
     if (this.capturing && this.captureBytes > this.captureLimit) throw new CaptureOverflow();
   }
@@ -148,21 +164,17 @@ export class RdbInput {
     return this.captureBytes + (this.pos - this.captureStart);
   }
 
-  /**
-   * Stop capturing and return `prefix` followed by the bytes consumed since startCapture.
-   * (The prefix is the type byte, read before the key name and so outside the capture.)
-   */
-  finishCapture(prefix: number): Buffer {
+  /** Stop capturing and return the bytes consumed since startCapture (zero-copy when they lie in one window). */
+  finishCapture(): Buffer {
     this.capturing = false;
     const tail = this.buf.subarray(this.captureStart, this.pos);
-    const out = Buffer.allocUnsafe(1 + this.captureBytes + tail.length);
-    out[0] = prefix;
-    let at = 1;
-    for (const segment of this.captureSegments) at += segment.copy(out, at);
-    tail.copy(out, at);
+    const segments = this.captureSegments;
     this.captureSegments = [];
+    const total = this.captureBytes + tail.length;
     this.captureBytes = 0;
-    return out;
+    if (segments.length === 0) return tail;
+    segments.push(tail);
+    return Buffer.concat(segments, total);
   }
 
   /** Stop capturing and move the read position back to where the capture started. */

@@ -3,6 +3,7 @@ import type {
   KeyChunk,
   KeyHeader,
   RdbEntry,
+  WholeKeyEntry,
   StreamConsumer,
   StreamEntry,
   StreamGroup,
@@ -154,11 +155,15 @@ export class RdbParser {
     }
     if (this.version < 1) throw new RdbError(0, 'an RDB version of at least 1', `got ${this.version}`);
 
-    let expireAtMs: number | null = null;
-    let idleSeconds: number | null = null;
-    let lfuFreq: number | null = null;
-    let keyMetaClasses: string[] = [];
     for (;;) {
+      if (r.avail() >= FAST_PATH_MIN_BYTES) {
+        const fast = this.recordFromWindow();
+        if (fast === NO_ENTRY) continue;
+        if (fast !== undefined) {
+          yield fast;
+          continue;
+        }
+      }
       if (r.avail() < 1) yield* r.need(1, 'an opcode or a type byte');
       const at = r.offset;
       const op = r.u8();
@@ -185,18 +190,18 @@ export class RdbParser {
         }
         case RdbOpcode.EXPIRETIME_MS:
           yield* r.need(8, 'an 8-byte expiry time in ms');
-          expireAtMs = Number(r.i64le());
+          this.expireAtMs = Number(r.i64le());
           continue;
         case RdbOpcode.EXPIRETIME:
           yield* r.need(4, 'a 4-byte expiry time in seconds');
-          expireAtMs = r.i32le() * 1000;
+          this.expireAtMs = r.i32le() * 1000;
           continue;
         case RdbOpcode.IDLE:
-          idleSeconds = yield* this.length('an LRU idle time');
+          this.idleSeconds = yield* this.length('an LRU idle time');
           continue;
         case RdbOpcode.FREQ:
           yield* r.need(1, 'an LFU frequency byte');
-          lfuFreq = r.u8();
+          this.lfuFreq = r.u8();
           continue;
         case RdbOpcode.SLOT_INFO:
           yield* this.length('a SLOT_INFO slot');
@@ -217,25 +222,16 @@ export class RdbParser {
             continue;
           }
           if (this.version < 13) throw new RdbError(at, 'an opcode of RDB version ' + this.version, 'opcode 243 (KEY_META) exists from RDB 13');
-          keyMetaClasses = yield* this.skipKeyMeta();
+          this.keyMetaClasses = yield* this.skipKeyMeta();
           continue;
         default: {
-          const header: KeyHeader = {
-            db: this.db,
-            key: Buffer.alloc(0),
-            rdbType: op,
-            logical: this.logicalType(op, at),
-            expireAtMs,
-            idleSeconds,
-            lfuFreq,
-          };
-          header.key = Buffer.from(yield* this.string('a key name'));
-          if (keyMetaClasses.length > 0) {
-            yield { kind: 'key-meta-skipped', db: this.db, key: header.key, classes: keyMetaClasses };
-            keyMetaClasses = [];
+          const logical = this.logicalType(op, at);
+          const key = yield* this.string('a key name');
+          const header = this.takeKeyHeader(op, logical, key);
+          if (this.keyMetaClasses.length > 0) {
+            yield { kind: 'key-meta-skipped', db: this.db, key, classes: this.keyMetaClasses };
+            this.keyMetaClasses = [];
           }
-          expireAtMs = idleSeconds = lfuFreq = null;
-          this.keys++;
           yield* this.key(header);
         }
       }
@@ -243,6 +239,204 @@ export class RdbParser {
   }
 
   private checksumVerified: boolean | null = null;
+
+  // Prefix opcodes apply to the next key only.
+  private expireAtMs: number | null = null;
+  private idleSeconds: number | null = null;
+  private lfuFreq: number | null = null;
+  private keyMetaClasses: string[] = [];
+
+  private takeKeyHeader(rdbType: number, logical: LogicalType, key: Buffer): KeyHeader {
+    const header: KeyHeader = { db: this.db, key, rdbType, logical, expireAtMs: this.expireAtMs, idleSeconds: this.idleSeconds, lfuFreq: this.lfuFreq };
+    this.expireAtMs = this.idleSeconds = this.lfuFreq = null;
+    this.keys++;
+    return header;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Fast path: a whole record that lies in the current window is parsed with plain
+  // synchronous code, without a generator per read. Anything unusual (a record cut by the
+  // window's end, a rare opcode or type, a malformed byte) makes it give up with the position
+  // unchanged, and the generator path below parses that record (and reports errors).
+
+  /** Parses one record from the window: an entry, NO_ENTRY (a prefix opcode), or undefined. */
+  private recordFromWindow(): RdbEntry | typeof NO_ENTRY | undefined {
+    const r = this.input;
+    const start = r.pos;
+    try {
+      const op = r.buf[r.pos++]!;
+      switch (op) {
+        case RdbOpcode.EXPIRETIME_MS: {
+          if (r.pos + 8 > r.buf.length) throw SHORT;
+          // Two halves instead of a BigInt: unix ms fit in 53 bits.
+          this.expireAtMs = r.buf.readInt32LE(r.pos + 4) * 0x1_0000_0000 + r.buf.readUInt32LE(r.pos);
+          r.pos += 8;
+          return NO_ENTRY;
+        }
+        case RdbOpcode.SELECTDB:
+          this.db = this.windowLength();
+          return { kind: 'select-db', db: this.db };
+        case RdbOpcode.RESIZEDB: {
+          const keys = this.windowLength();
+          return { kind: 'resize-db', db: this.db, keys, expires: this.windowLength() };
+        }
+        case RdbOpcode.AUX: {
+          const name = this.windowString().toString('latin1');
+          return { kind: 'aux', name, value: this.windowString() };
+        }
+        case RdbOpcode.IDLE:
+          this.idleSeconds = this.windowLength();
+          return NO_ENTRY;
+        case RdbOpcode.FREQ:
+          this.lfuFreq = this.windowBytes(1)[0]!;
+          return NO_ENTRY;
+        default: {
+          const logical = LOGICAL[op];
+          if (logical === undefined || !FAST_SKIPPABLE.has(op) || this.keyMetaClasses.length > 0) throw SHORT;
+          if (!this.wantsPayload(op, this.version, this.magic)) throw SHORT;
+          const buf = r.buf;
+          const keyLength = this.windowLengthOrEncoding();
+          if (keyLength < 0 || r.pos + keyLength > buf.length) throw SHORT; // integer-encoded names: slow path
+          const keyStart = r.pos;
+          r.pos += keyLength;
+          const valueStart = r.pos;
+          this.skipValueInWindow(op);
+          if (r.pos - valueStart > this.maxPayloadBytes) throw SHORT;
+          const entry = new WholeKey(this.db, op, logical, this.expireAtMs, this.idleSeconds, this.lfuFreq, this.version, buf, keyStart, keyStart + keyLength, buf, valueStart, r.pos);
+          this.expireAtMs = this.idleSeconds = this.lfuFreq = null;
+          this.keys++;
+          return entry;
+        }
+      }
+    } catch (e) {
+      if (e !== SHORT) throw e;
+      r.pos = start;
+      return undefined;
+    }
+  }
+
+  private windowBytes(n: number): Buffer {
+    const r = this.input;
+    if (r.pos + n > r.buf.length) throw SHORT;
+    r.pos += n;
+    return r.buf.subarray(r.pos - n, r.pos);
+  }
+
+  /** Length or a negative ENC_* constant, read from the window. */
+  private windowLengthOrEncoding(): number {
+    const r = this.input;
+    const buf = r.buf;
+    const p = r.pos;
+    if (p >= buf.length) throw SHORT;
+    const b = buf[p]!;
+    switch (b >> 6) {
+      case 0:
+        r.pos = p + 1;
+        return b & 0x3f;
+      case 1:
+        if (p + 2 > buf.length) throw SHORT;
+        r.pos = p + 2;
+        return ((b & 0x3f) << 8) | buf[p + 1]!;
+      case 2: {
+        if (b !== 0x80) throw SHORT; // 64-bit lengths and corrupt prefixes: the slow path
+        if (p + 5 > buf.length) throw SHORT;
+        r.pos = p + 5;
+        return buf.readUInt32BE(p + 1);
+      }
+      default: {
+        const enc = b & 0x3f;
+        if (enc > 3) throw SHORT;
+        r.pos = p + 1;
+        return -1 - enc;
+      }
+    }
+  }
+
+  private windowLength(): number {
+    const v = this.windowLengthOrEncoding();
+    if (v < 0) throw SHORT;
+    return v;
+  }
+
+  private windowString(): Buffer {
+    const v = this.windowLengthOrEncoding();
+    if (v >= 0) return this.windowBytes(v);
+    switch (v) {
+      case ENC_INT8:
+        return Buffer.from(String(this.windowBytes(1).readInt8(0)));
+      case ENC_INT16:
+        return Buffer.from(String(this.windowBytes(2).readInt16LE(0)));
+      case ENC_INT32:
+        return Buffer.from(String(this.windowBytes(4).readInt32LE(0)));
+      default:
+        throw SHORT; // LZF: the slow path decompresses with proper error reporting
+    }
+  }
+
+  private skipStringInWindow(): void {
+    const r = this.input;
+    const v = this.windowLengthOrEncoding();
+    let n: number;
+    if (v >= 0) n = v;
+    else if (v === ENC_INT8) n = 1;
+    else if (v === ENC_INT16) n = 2;
+    else if (v === ENC_INT32) n = 4;
+    else {
+      n = this.windowLength(); // compressed length
+      this.windowLength(); // original length
+    }
+    if (r.pos + n > r.buf.length) throw SHORT;
+    r.pos += n;
+  }
+
+  private skipValueInWindow(type: number): void {
+    const r = this.input;
+    switch (type) {
+      case RdbType.LIST:
+      case RdbType.SET:
+      case RdbType.LIST_QUICKLIST: {
+        const n = this.windowLength();
+        for (let i = 0; i < n; i++) this.skipStringInWindow();
+        return;
+      }
+      case RdbType.HASH: {
+        const n = 2 * this.windowLength();
+        for (let i = 0; i < n; i++) this.skipStringInWindow();
+        return;
+      }
+      case RdbType.ZSET_2: {
+        const n = this.windowLength();
+        for (let i = 0; i < n; i++) {
+          this.skipStringInWindow();
+          this.windowBytes(8);
+        }
+        return;
+      }
+      case RdbType.ZSET: {
+        const n = this.windowLength();
+        for (let i = 0; i < n; i++) {
+          this.skipStringInWindow();
+          const len = this.windowBytes(1)[0]!;
+          if (len < 253) this.windowBytes(len);
+        }
+        return;
+      }
+      case RdbType.LIST_QUICKLIST_2: {
+        const n = this.windowLength();
+        for (let i = 0; i < n; i++) {
+          this.windowLength();
+          this.skipStringInWindow();
+        }
+        return;
+      }
+      case RdbType.HASH_LISTPACK_EX:
+        this.windowBytes(8);
+        this.skipStringInWindow();
+        return;
+      default:
+        this.skipStringInWindow(); // a single string: the value or a compact encoding
+    }
+  }
 
   private *trailer(): Gen<void> {
     const r = this.input;
@@ -283,7 +477,7 @@ export class RdbParser {
         overflow = true;
       }
       if (!overflow && r.capturedBytes() <= this.maxPayloadBytes) {
-        yield { kind: 'key', ...header, payload: r.finishCapture(type), rdbVersion: this.version };
+        yield WholeKey.fromHeader(header, r.finishCapture(), this.version);
         return;
       }
       r.rewindCapture();
@@ -891,6 +1085,77 @@ export class RdbParser {
     return { ms, seq };
   }
 }
+
+/**
+ * A whole key. It keeps offsets into the window it was read from (which is never written to)
+ * instead of views: `key`, `value` and `payload` are built only when someone asks, and the
+ * RESTORE encoder copies straight from the window.
+ */
+class WholeKey implements WholeKeyEntry {
+  readonly kind = 'key';
+
+  constructor(
+    readonly db: number,
+    readonly rdbType: number,
+    readonly logical: LogicalType,
+    readonly expireAtMs: number | null,
+    readonly idleSeconds: number | null,
+    readonly lfuFreq: number | null,
+    readonly rdbVersion: number,
+    private readonly keySource: Buffer,
+    private readonly keyStart: number,
+    private readonly keyEnd: number,
+    private readonly valueSource: Buffer,
+    private readonly valueStart: number,
+    private readonly valueEnd: number,
+  ) {}
+
+  static fromHeader(h: KeyHeader, value: Buffer, rdbVersion: number): WholeKey {
+    return new WholeKey(h.db, h.rdbType, h.logical, h.expireAtMs, h.idleSeconds, h.lfuFreq, rdbVersion, h.key, 0, h.key.length, value, 0, value.length);
+  }
+
+  get key(): Buffer {
+    return this.keySource.subarray(this.keyStart, this.keyEnd);
+  }
+
+  get value(): Buffer {
+    return this.valueSource.subarray(this.valueStart, this.valueEnd);
+  }
+
+  get payload(): Buffer {
+    return Buffer.concat([Buffer.of(this.rdbType), this.value]);
+  }
+
+  get keyLength(): number {
+    return this.keyEnd - this.keyStart;
+  }
+
+  get valueLength(): number {
+    return this.valueEnd - this.valueStart;
+  }
+
+  copyKey(out: Buffer, at: number): number {
+    return this.keySource.copy(out, at, this.keyStart, this.keyEnd);
+  }
+
+  copyValue(out: Buffer, at: number): number {
+    return this.valueSource.copy(out, at, this.valueStart, this.valueEnd);
+  }
+}
+
+/** Thrown by the fast path when a record is not wholly in the window (or is unusual). */
+const SHORT = Symbol('short');
+/** The fast path consumed a prefix opcode: no entry to hand out. */
+const NO_ENTRY = Symbol('no-entry');
+/** Enough bytes for the fast path to be worth trying. */
+const FAST_PATH_MIN_BYTES = 16;
+/** Types the fast path can skip over (the rest are rarer or structured: slow path). */
+const FAST_SKIPPABLE = new Set<number>([
+  RdbType.STRING, RdbType.LIST, RdbType.SET, RdbType.ZSET, RdbType.HASH, RdbType.ZSET_2,
+  RdbType.HASH_ZIPMAP, RdbType.LIST_ZIPLIST, RdbType.SET_INTSET, RdbType.ZSET_ZIPLIST, RdbType.HASH_ZIPLIST,
+  RdbType.LIST_QUICKLIST, RdbType.HASH_LISTPACK, RdbType.ZSET_LISTPACK, RdbType.LIST_QUICKLIST_2,
+  RdbType.SET_LISTPACK, RdbType.HASH_LISTPACK_EX,
+]);
 
 /** Size of a length field from its first byte (the special string encodings are one byte). */
 function lengthFieldSize(first: number): number {

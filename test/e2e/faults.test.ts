@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { pino } from 'pino';
 import { Migration } from '../../src/engine/migration.js';
-import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
+import { closedPort, startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
 
 const logger = pino({ level: process.env.FERRY_TEST_LOG ?? 'silent' });
 
@@ -124,6 +124,26 @@ describe('bad input from the source and lost targets', () => {
       assert.equal(migration.progress().phase, 'failed');
     } finally {
       await source.stop();
+    }
+  });
+
+  it('waits while the source answers -NOMASTERLINK, then syncs', async () => {
+    // A replica whose master is unreachable refuses PSYNC with -NOMASTERLINK.
+    const source = await startRedis({ config: { replicaof: `127.0.0.1 ${await closedPort()}` } });
+    const target = await startRedis();
+    try {
+      const migration = full({ host: source.host, port: source.port }, target);
+      const running = migration.run();
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(migration.progress().phase, 'connecting');
+      await source.client().call('REPLICAOF', 'NO', 'ONE');
+      await source.client().set('finally', 'here');
+      const result = await running;
+      assert.equal(result.phase, 'done');
+      assert.equal(await target.client().get('finally'), 'here');
+    } finally {
+      await source.stop();
+      await target.stop();
     }
   });
 });

@@ -82,6 +82,25 @@ describe('full migration, standalone to standalone', () => {
     }
   });
 
+  it('authenticates with an ACL user on the source', async () => {
+    const source = await startRedis({ aclUsers: [{ name: 'replicator', password: 'repl-secret', rules: '+psync +replconf +ping +info +client ~*' }] });
+    const target = await startRedis();
+    try {
+      await source.client().set('acl:key', 'v');
+      const result = await new Migration({
+        source: endpoint(source, { user: 'replicator', password: 'repl-secret' }),
+        target: endpoint(target),
+        method: 'full',
+        logger,
+      }).run();
+      assert.equal(result.errors.count, 0);
+      assert.equal(await target.client().get('acl:key'), 'v');
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
   it('authenticates with a password on the source and an ACL user on the target', async () => {
     const source = await startRedis({ password: 'source-secret' });
     const target = await startRedis({ aclUsers: [{ name: 'ferry', password: 'target-secret', rules: '+@all ~* &*' }] });
