@@ -130,26 +130,41 @@ async function main(): Promise<void> {
     const usedMemory = field(await info(source, 'memory'), 'used_memory_human');
     process.stdout.write(`source: ${KEYS} keys, RDB ${rdbMb.toFixed(1)} MB, used_memory ${usedMemory}\n`);
 
-    const ferryTarget = await startRedis();
-    const ferry = await ferryFull(source, ferryTarget);
-    const copied = await ferryTarget.client().dbsize();
-    await ferryTarget.stop();
+    // Each side runs RUNS times, alternating, into a fresh server; the best run of each counts
+    // (the machine is small and shared, and the best run is the least disturbed one).
+    const runs = Number(process.env.BENCH_RUNS ?? 2);
+    let ferry = { seconds: Infinity, peakRssMb: 0 };
+    let native = Infinity;
+    let copied = 0;
+    for (let i = 0; i < runs; i++) {
+      const ferryTarget = await startRedis();
+      const run = await ferryFull(source, ferryTarget);
+      copied = await ferryTarget.client().dbsize();
+      await ferryTarget.stop();
+      process.stdout.write(`ferry run ${i + 1}: ${run.seconds.toFixed(2)} s, peak RSS ${run.peakRssMb.toFixed(0)} MB\n`);
+      if (run.seconds < ferry.seconds) ferry = { seconds: run.seconds, peakRssMb: Math.max(run.peakRssMb, ferry.peakRssMb) };
+      else ferry.peakRssMb = Math.max(run.peakRssMb, ferry.peakRssMb);
 
-    const replica = await startRedis();
-    const native = await nativeReplication(source, replica);
-    await replica.stop();
+      const replica = await startRedis();
+      const seconds = await nativeReplication(source, replica);
+      await replica.stop();
+      process.stdout.write(`native run ${i + 1}: ${seconds.toFixed(2)} s\n`);
+      native = Math.min(native, seconds);
+    }
 
-    const parsePayload = parserThroughput(rdbFile, true);
-    const parseDecode = parserThroughput(rdbFile, false);
+    // Warm runs: the first pass over the file is mostly the JIT compiling the parser.
+    const best = (wants: boolean): number => Math.max(...[0, 1, 2].map(() => parserThroughput(rdbFile, wants)));
+    const parsePayload = best(true);
+    const parseDecode = best(false);
 
     const rows = [
       ['keys in source', KEYS.toLocaleString('en-US')],
       ['keys on target after Ferry', copied.toLocaleString('en-US')],
       ['RDB size', `${rdbMb.toFixed(1)} MB`],
-      ['(a) Ferry full migration', `${ferry.seconds.toFixed(2)} s`],
-      ['(b) native replication (REPLICAOF until in sync)', `${native.toFixed(2)} s`],
+      [`(a) Ferry full migration (best of ${runs})`, `${ferry.seconds.toFixed(2)} s`],
+      [`(b) native replication, REPLICAOF until in sync (best of ${runs})`, `${native.toFixed(2)} s`],
       ['ratio Ferry / native', (ferry.seconds / native).toFixed(2)],
-      ['(c) Ferry peak RSS', `${ferry.peakRssMb.toFixed(0)} MB`],
+      ['(c) Ferry peak RSS (worst run)', `${ferry.peakRssMb.toFixed(0)} MB`],
       ['(d) RDB parser, payload mode (RESTORE path)', `${parsePayload.toFixed(0)} MB/s`],
       ['(d) RDB parser, decode mode (every element)', `${parseDecode.toFixed(0)} MB/s`],
     ];

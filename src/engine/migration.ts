@@ -61,9 +61,14 @@ export class Migration extends EventEmitter {
 
   progress(): MigrationProgress {
     if (this.link) this.snapshot.bytesRead = this.phase === 'snapshot' ? this.link.bytesReceived : this.snapshot.bytesRead;
+    const applier = this.streamApplier;
     return {
       phase: this.phase,
       replid: this.replid,
+      checkpoint:
+        applier && this.link?.replid && (this.phase === 'incremental' || this.phase === 'stopped' || this.phase === 'done')
+          ? { replid: this.link.replid, appliedOffset: this.link.appliedOffset, db: applier.selectedDbAtApplied }
+          : null,
       snapshot: { ...this.snapshot },
       stream: { ...this.stream },
       errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent] },
@@ -126,6 +131,7 @@ export class Migration extends EventEmitter {
   }
 
   private synced = false;
+  private streamApplier: StreamApplier | null = null;
   /** Set when a target connection fails: the migration cannot go on (until resume exists). */
   private targetLost: Error | null = null;
 
@@ -137,10 +143,10 @@ export class Migration extends EventEmitter {
     const link = new ReplicaLink(options.source, { snapshotOnly: options.method === 'full' });
     this.link = link;
     if (this.stopRequested) link.close();
-    const streamApplier = new StreamApplier(writer.lanes[0]!, dbs, this.stream, this.errors, (offset) => {
+    const streamApplier = (this.streamApplier = new StreamApplier(writer.lanes[0]!, dbs, this.stream, this.errors, (offset) => {
       link.acknowledge(offset);
       this.stream.appliedOffset = link.appliedOffset;
-    }, { dropFlush: options.dropFlush });
+    }, { dropFlush: options.dropFlush }));
 
     const linkDone = link.run({
       parserOptions: {

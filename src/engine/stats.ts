@@ -34,10 +34,22 @@ export interface StreamStats {
   transactions: number;
 }
 
+/**
+ * Where the target stands in the source's history: resuming with PSYNC <replid> <offset + 1>
+ * and SELECT <db> neither skips nor repeats a write. Taken at command boundaries outside MULTI.
+ */
+export interface Checkpoint {
+  replid: string;
+  appliedOffset: number;
+  db: number;
+}
+
 /** A point-in-time view of a migration, for the CLI, the JSON output and (later) the API. */
 export interface MigrationProgress {
   phase: MigrationPhase;
   replid: string | null;
+  /** Null until the stream phase has begun. */
+  checkpoint: Checkpoint | null;
   snapshot: SnapshotStats;
   stream: StreamStats;
   errors: { count: number; byCode: Record<string, number>; recent: WriteError[] };

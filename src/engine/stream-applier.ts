@@ -38,13 +38,17 @@ export class StreamApplier {
     private readonly dbs: DbMapper,
     private readonly stats: StreamStats,
     private readonly errors: WriteErrorLog,
-    private readonly applied: (offset: number) => void,
+    private readonly onApplied: (offset: number) => void,
     private readonly options: StreamApplierOptions = {},
   ) {}
 
-  /** The database selected at the applied offset (part of a checkpoint). */
-  get selectedDb(): number {
-    return this.sourceDb;
+  /** The source database selected at the applied offset (part of a checkpoint). */
+  selectedDbAtApplied = 0;
+
+  /** Everything up to `offset` is applied; `db` was the stream's database right after it. */
+  private applied(offset: number, db: number): void {
+    this.selectedDbAtApplied = db;
+    this.onApplied(offset);
   }
 
   apply(command: StreamCommand): void | Promise<void> {
@@ -89,9 +93,10 @@ export class StreamApplier {
       return this.roomOrNothing();
     }
     const offset = command.offsetAfter;
+    const sourceDb = this.sourceDb;
     this.lane.sendEncoded(db, command.raw, (error) => {
       if (error) this.errors.record(db, key, upper, error);
-      this.applied(offset);
+      this.applied(offset, sourceDb);
     });
     return this.roomOrNothing();
   }
@@ -102,6 +107,7 @@ export class StreamApplier {
     const queued = this.queued;
     this.queued = [];
     const lane = this.lane;
+    const sourceDb = this.sourceDb;
     lane.sendRaw(EXEC, (error, reply) => {
       if (error) {
         lane.forgetDb();
@@ -114,7 +120,7 @@ export class StreamApplier {
           }
         });
       }
-      this.applied(offset);
+      this.applied(offset, sourceDb);
     });
     return this.roomOrNothing();
   }
@@ -126,7 +132,8 @@ export class StreamApplier {
 
   private advanceWhenApplied(offset: number): void | Promise<void> {
     if (this.inTransaction) return;
-    this.lane.marker(() => this.applied(offset));
+    const sourceDb = this.sourceDb;
+    this.lane.marker(() => this.applied(offset, sourceDb));
   }
 
   private roomOrNothing(): void | Promise<void> {

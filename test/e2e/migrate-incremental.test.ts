@@ -78,6 +78,15 @@ describe('incremental migration, standalone to standalone', () => {
       const acked = await source.client().call('WAIT', '1', '5000');
       assert.equal(acked, 1);
       assert.equal(await target.client().get('waited'), 'yes');
+      // The checkpoint a resume would start from: the source's history, the applied offset, the db.
+      await source.client(4).set('in-db-4', 'x');
+      const caughtUp = await waitForCatchUp(migration, source);
+      const info = await source.client().info('replication');
+      assert.deepEqual(caughtUp.checkpoint, {
+        replid: /master_replid:(\w+)/.exec(info)?.[1],
+        appliedOffset: Number(/master_repl_offset:(\d+)/.exec(info)?.[1]),
+        db: 4,
+      });
       migration.stop();
       await running;
     } finally {
