@@ -118,7 +118,7 @@ export class SnapshotApplier {
       this.rewriter = null;
       return;
     }
-    this.rewriter = new KeyRewriter(header);
+    this.rewriter = new KeyRewriter(header, { streamCounters: this.writer.info.version[0] >= 7 || this.writer.info.valkey });
     this.rewriteLane = this.writer.pickLane();
     this.rewriteDb = db;
     return this.sendRewrite(this.rewriter.begin(), header.key);

@@ -293,6 +293,7 @@ export class RdbParser {
         default: {
           const logical = LOGICAL[op];
           if (logical === undefined || !FAST_SKIPPABLE.has(op) || this.keyMetaClasses.length > 0) throw SHORT;
+          if (this.magic === 'VALKEY' && op >= RdbType.HASH_METADATA_PRE_GA) throw SHORT; // Valkey's own ids: slow path
           if (!this.wantsPayload(op, this.version, this.magic)) throw SHORT;
           const buf = r.buf;
           const keyLength = this.windowLengthOrEncoding();
@@ -455,7 +456,13 @@ export class RdbParser {
   }
 
   private logicalType(type: number, at: number): LogicalType {
-    if (this.magic === 'VALKEY' && type === RdbType.HASH_METADATA_PRE_GA) return 'hash'; // HASH_2
+    if (this.magic === 'VALKEY') {
+      if (type === RdbType.HASH_METADATA_PRE_GA) return 'hash'; // HASH_2
+      // Valkey gives its own meanings to ids from 22 on (23 is PATH_HASH in RDB 81).
+      if (type > RdbType.HASH_METADATA_PRE_GA) {
+        throw new RdbError(at, 'a known value type', `type ${type} in VALKEY RDB version ${this.version} is not supported`);
+      }
+    }
     const logical = LOGICAL[type];
     if (logical !== undefined) return logical;
     if (type === RdbType.MODULE_PRE_GA) {

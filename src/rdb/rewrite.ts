@@ -31,6 +31,11 @@ function streamId(id: StreamId): string {
   return `${id.ms}-${id.seq}`;
 }
 
+export interface KeyRewriterOptions {
+  /** The target knows XSETID ENTRIESADDED/MAXDELETEDID and XGROUP CREATE ENTRIESREAD (7.0+). */
+  streamCounters: boolean;
+}
+
 /**
  * Turns a key that arrives as chunks into commands: everything is written under a temporary
  * name, then given its TTL and renamed over the real key (RENAME replaces, like RESTORE
@@ -45,7 +50,10 @@ export class KeyRewriter {
   /** Entries added only so that pending entries referring to them can be claimed; deleted after. */
   private readonly deletedStreamIds: string[] = [];
 
-  constructor(private readonly header: KeyHeader) {
+  constructor(
+    private readonly header: KeyHeader,
+    private readonly options: KeyRewriterOptions = { streamCounters: true },
+  ) {
     this.temp = temporaryKeyFor(header.key);
   }
 
@@ -117,7 +125,9 @@ export class KeyRewriter {
     }
     for (const group of meta.groups) {
       const create: Arg[] = ['XGROUP', 'CREATE', t, group.name, streamId(group.lastId)];
-      if (group.entriesRead !== null && group.entriesRead !== U64_MAX) create.push('ENTRIESREAD', group.entriesRead);
+      if (this.options.streamCounters && group.entriesRead !== null && group.entriesRead !== U64_MAX) {
+        create.push('ENTRIESREAD', group.entriesRead);
+      }
       out.push(create);
       // Pending entries come back through XCLAIM ... FORCE, which also creates the consumer.
       // (An entry deleted from the stream cannot be claimed: the server ignores it.)
@@ -137,8 +147,12 @@ export class KeyRewriter {
     }
     // Last, because XDEL moves the max-deleted id and XADD the entries-added counter.
     const setId: Arg[] = ['XSETID', t, streamId(meta.lastId)];
-    if (meta.entriesAdded !== null && meta.maxDeletedId !== null) {
-      setId.push('ENTRIESADDED', meta.entriesAdded, 'MAXDELETEDID', streamId(meta.maxDeletedId));
+    if (this.options.streamCounters) {
+      // A v1 stream (Redis < 7.0) has no counters: a loader takes entries-added = length and
+      // max-deleted = 0-0, and so does this, rather than what the XADD/XDEL above left.
+      const entriesAdded = meta.entriesAdded ?? meta.length;
+      const maxDeleted = meta.maxDeletedId ? streamId(meta.maxDeletedId) : '0-0';
+      setId.push('ENTRIESADDED', entriesAdded, 'MAXDELETEDID', maxDeleted);
     }
     out.push(setId);
     return out;
@@ -148,8 +162,10 @@ export class KeyRewriter {
     if (this.error !== null) return [['DEL', this.temp]];
     if (!this.created) return [['DEL', this.header.key]]; // an empty collection loads as no key
     const out: Command[] = [];
-    if (this.header.expireAtMs !== null) out.push(['PEXPIREAT', this.temp, this.header.expireAtMs]);
+    // RENAME first: an expiry already in the past deletes the key it is set on, and on the
+    // temporary key that would leave the old value of the real key in place.
     out.push(['RENAME', this.temp, this.header.key]);
+    if (this.header.expireAtMs !== null) out.push(['PEXPIREAT', this.header.key, this.header.expireAtMs]);
     return out;
   }
 }
