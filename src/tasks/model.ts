@@ -1,0 +1,99 @@
+/**
+ * The migration task as the service keeps it: DCS's vocabulary (statuses, methods, resume
+ * modes) over Ferry's engine. Secrets are held encrypted (`EncryptedSecret`) everywhere but in
+ * the worker that runs the task.
+ */
+
+/** DCS task statuses Ferry uses (INCRMIGEATING is DCS's own spelling). */
+export type TaskStatus =
+  | 'RUNNING' // created, waiting to be configured
+  | 'FULLMIGRATING'
+  | 'INCRMIGEATING'
+  | 'MIGRATING' // backup-file import
+  | 'SUCCESS'
+  | 'FAILED'
+  | 'TERMINATING'
+  | 'TERMINATED';
+
+export type MigrationType = 'online_migration' | 'backupfile_import';
+export type MigrationMethodName = 'full_amount_migration' | 'incremental_migration';
+export type ResumeMode = 'auto' | 'manual';
+
+/** A secret sealed with the data dir's key (AES-256-GCM); base64 of iv + tag + ciphertext. */
+export type EncryptedSecret = string & { readonly __sealed: unique symbol };
+
+/** One side of a migration: a registered instance id, or addresses. */
+export interface TaskEndpoint {
+  /** Registered instance id (config `instances`), when given by id. */
+  id: string | null;
+  /** `host:port[,host:port]`, resolved from the instance when given by id. */
+  addrs: string;
+  name: string | null;
+  password: EncryptedSecret | null;
+}
+
+export interface TaskStats {
+  fullMigrationProgress: number; // 0..100
+  lagBytes: number | null;
+  sourceDbsize: number | null;
+  targetDbsize: number | null;
+  targetInputKbps: number;
+  targetOps: number;
+  isMigrating: boolean;
+  keysMigrated: number;
+  writeErrors: number;
+  reconnects: number;
+  /** Resume point (replid, applied offset, db), when the stream phase has begun. */
+  checkpoint: { replid: string; appliedOffset: number; db: number } | null;
+}
+
+export interface Task {
+  id: string;
+  projectId: string;
+  name: string;
+  description: string;
+  migrationType: MigrationType;
+  migrationMethod: MigrationMethodName | null; // null until configured (online tasks)
+  resumeMode: ResumeMode;
+  bandwidthLimitMb: number | null;
+  networkType: string | null;
+  vpcId: string | null;
+  subnetId: string | null;
+  securityGroupId: string | null;
+  source: TaskEndpoint | null;
+  target: TaskEndpoint | null;
+  status: TaskStatus;
+  error: string | null;
+  /** The job that CreateOnlineMigrationTask returned (ShowJobInfo). */
+  jobId: string | null;
+  stats: TaskStats | null;
+  createdAt: string; // ISO 8601
+  updatedAt: string;
+  /** Set when the task has been asked to stop; survives restarts. */
+  stopRequested: boolean;
+}
+
+export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';
+
+export interface TaskLog {
+  taskId: string;
+  createdAt: string;
+  level: LogLevel;
+  code: string;
+  message: string;
+  keywords: string[];
+}
+
+export type JobStatus = 'INIT' | 'RUNNING' | 'SUCCESS' | 'FAIL';
+
+export interface Job {
+  id: string;
+  projectId: string;
+  type: string;
+  status: JobStatus;
+  beginTime: string; // ms since epoch, as a string (DCS style)
+  endTime: string;
+  failReason: string | null;
+  /** The entity the job created (task id). */
+  entityId: string | null;
+}
