@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { migrateCommand } from './cli/migrate.js';
+import { serveCommand } from './cli/serve.js';
 
 const program = new Command();
 program
@@ -27,6 +28,17 @@ program
   .option('--log-level <level>', 'log level on stderr: error, warn, info, debug', 'warn')
   .action(async (opts) => {
     process.exitCode = await migrateCommand(opts);
+  });
+
+program
+  .command('serve')
+  .description('run the migration service (DCS-compatible HTTP API)')
+  .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8080')
+  .option('--data-dir <dir>', 'where tasks (SQLite), keys and generated credentials live', './data')
+  .option('--config <file>', 'JSON or YAML: credentials and registered instances')
+  .option('--log-level <level>', 'log level on stdout', 'info')
+  .action(async (opts) => {
+    await serveCommand(opts);
   });
 
 program.parseAsync(process.argv).catch((e: Error) => {

@@ -1,0 +1,110 @@
+import type { Job, Task, TaskEndpoint, TaskLog, TaskStats } from '../tasks/model.js';
+
+/**
+ * Task → the JSON DCS returns. Passwords are never returned, only masked; numbers that DCS
+ * models as strings are strings.
+ */
+const MASK = '********';
+
+function endpointView(e: TaskEndpoint | null): Record<string, unknown> | null {
+  if (!e) return null;
+  const first = e.addrs.split(',')[0] ?? '';
+  const colon = first.lastIndexOf(':');
+  return {
+    id: e.id ?? '',
+    name: e.name ?? '',
+    addrs: e.addrs,
+    ip: colon > 0 ? first.slice(0, colon).replace(/^\[|\]$/g, '') : '',
+    port: colon > 0 ? first.slice(colon + 1) : '',
+    password: e.password ? MASK : null,
+    task_status: 'RUNNING',
+    db: '0',
+    proxy_multi_db: false,
+  };
+}
+
+/** A row of ListMigrationTask. */
+export function taskListItem(t: Task): Record<string, unknown> {
+  return {
+    task_id: t.id,
+    task_name: t.name,
+    description: t.description,
+    status: t.status,
+    migration_type: t.migrationType,
+    migration_method: t.migrationMethod ?? '',
+    ecs_tenant_private_ip: '',
+    data_source: t.source?.addrs ?? '',
+    source_instance_name: t.source?.name ?? '',
+    source_instance_id: t.source?.id ?? '',
+    source_instance_status: '',
+    source_instance_subnet_id: '',
+    source_instance_spec_code: '',
+    target_instance_addrs: t.target?.addrs ?? '',
+    target_instance_name: t.target?.name ?? '',
+    target_instance_id: t.target?.id ?? '',
+    target_instance_status: '',
+    target_instance_subnet_id: '',
+    target_instance_spec_code: '',
+    created_at: t.createdAt,
+    error_message: t.error,
+    released_at: '',
+    version: '',
+    resume_mode: t.resumeMode,
+    supported_features: [],
+  };
+}
+
+/** ShowMigrationTask (also the body of StopMigrationTask). */
+export function taskDetail(t: Task): Record<string, unknown> {
+  return {
+    task_id: t.id,
+    task_name: t.name,
+    description: t.description,
+    status: t.status,
+    migration_type: t.migrationType,
+    migration_method: t.migrationMethod ?? '',
+    ecs_tenant_private_ip: '',
+    network_type: t.networkType ?? 'vpc',
+    source_instance: endpointView(t.source),
+    target_instance: endpointView(t.target),
+    created_at: t.createdAt,
+    updated_at: t.updatedAt,
+    released_at: '',
+    version: '',
+    resume_mode: t.resumeMode,
+    supported_features: [],
+    tenant_vpc_id: t.vpcId ?? '',
+    tenant_subnet_id: t.subnetId ?? '',
+    tenant_security_group_id: t.securityGroupId ?? '',
+    bandwidth_limit_mb: t.bandwidthLimitMb === null ? '' : String(t.bandwidthLimitMb),
+    task_status: '',
+    error: t.error ?? '',
+    error_message: t.error,
+  };
+}
+
+/** ShowMigrationTaskStats: strings as DCS models them; `is_migrating` a boolean. */
+export function taskStats(t: Task, s: TaskStats | null): Record<string, unknown> {
+  const migrating = s?.isMigrating ?? false;
+  return {
+    full_migration_progress: String(s?.fullMigrationProgress ?? (t.status === 'SUCCESS' ? 100 : 0)),
+    offset: String(s?.lagBytes ?? 0),
+    source_dbsize: String(s?.sourceDbsize ?? 0),
+    target_dbsize: String(s?.targetDbsize ?? 0),
+    target_input_kbps: String(s?.targetInputKbps ?? 0),
+    target_ops: String(s?.targetOps ?? 0),
+    is_migrating: migrating && (t.status === 'FULLMIGRATING' || t.status === 'INCRMIGEATING' || t.status === 'MIGRATING'),
+    // Ferry's extensions (marked as such in the OpenAPI document).
+    keys_migrated: String(s?.keysMigrated ?? 0),
+    write_errors: String(s?.writeErrors ?? 0),
+    reconnects: String(s?.reconnects ?? 0),
+  };
+}
+
+export function logView(l: TaskLog): Record<string, unknown> {
+  return { created_at: l.createdAt, log_level: l.level, message: l.message, log_code: l.code, keyword: l.keywords };
+}
+
+export function jobView(j: Job): Record<string, unknown> {
+  return { job_id: j.id, job_type: j.type, status: j.status, begin_time: j.beginTime, end_time: j.endTime, fail_reason: j.failReason };
+}

@@ -1,0 +1,76 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { pino } from 'pino';
+import { CredentialRegistry, loadOrCreateGeneratedCredential } from '../api/auth/credentials.js';
+import { InstanceRegistry } from '../api/instances.js';
+import { buildServer } from '../api/server.js';
+import { loadServiceConfig } from '../config/service-config.js';
+import { TaskManager } from '../tasks/manager.js';
+import { SecretBox } from '../tasks/secrets.js';
+import { SqliteTaskStore } from '../tasks/sqlite-store.js';
+
+export interface ServeOptions {
+  listen: string;
+  dataDir: string;
+  config?: string;
+  logLevel?: string;
+}
+
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  if (!m) throw new Error(`invalid --listen "${text}": expected HOST:PORT`);
+  return { host: (m[1] ?? m[2])!, port: Number(m[3]) };
+}
+
+/** `ferry serve`: the migration service, until SIGINT/SIGTERM. */
+export async function serveCommand(opts: ServeOptions): Promise<void> {
+  const { host, port } = parseListen(opts.listen);
+  const dataDir = path.resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const logger = pino({ level: opts.logLevel ?? 'info', base: undefined });
+  const config = loadServiceConfig(opts.config);
+
+  let akSk = config.akSk;
+  if (akSk.length === 0 && config.tokens.length === 0) {
+    // Never an open API: without configured credentials, Ferry makes one and says so once.
+    const { credential, created } = loadOrCreateGeneratedCredential(dataDir);
+    akSk = [credential];
+    if (created) {
+      process.stdout.write(
+        `No credentials configured: generated one (stored in ${path.join(dataDir, 'credentials.json')}).\n` +
+          `  project id: ${credential.projectId}\n  AK: ${credential.ak}\n  SK: ${credential.sk}\n` +
+          'This SK is shown only now.\n',
+      );
+    } else {
+      process.stdout.write(`Using the generated credential in ${path.join(dataDir, 'credentials.json')} (AK ${credential.ak}, project ${credential.projectId}).\n`);
+    }
+  }
+
+  const store = SqliteTaskStore.open(path.join(dataDir, 'ferry.db'));
+  const secrets = SecretBox.loadOrCreate(dataDir);
+  const manager = new TaskManager(store, secrets, logger);
+  const app = await buildServer({
+    store,
+    manager,
+    secrets,
+    credentials: new CredentialRegistry(akSk, config.tokens),
+    instances: new InstanceRegistry(config.instances),
+    logger,
+  });
+  await manager.recover();
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : opts.listen;
+  process.stdout.write(`Ferry is listening on http://${shown} (data in ${dataDir})\n`);
+  logger.info({ listen: shown, dataDir }, 'service started');
+
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  logger.info('shutting down');
+  await app.close();
+  await manager.shutdown();
+  await store.close();
+}

@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { AkSkCredential, TokenCredential } from '../api/auth/credentials.js';
+import type { RegisteredInstance } from '../api/instances.js';
+
+/** What `ferry serve --config FILE` reads (JSON or YAML). */
+export interface ServiceConfig {
+  akSk: AkSkCredential[];
+  tokens: TokenCredential[];
+  instances: RegisteredInstance[];
+}
+
+function fail(file: string, what: string): never {
+  throw new Error(`config ${file}: ${what}`);
+}
+
+function stringField(file: string, where: string, o: Record<string, unknown>, name: string, required = true): string | undefined {
+  const v = o[name];
+  if (v === undefined || v === null) {
+    if (required) fail(file, `${where}: "${name}" is required`);
+    return undefined;
+  }
+  if (typeof v !== 'string' || v === '') fail(file, `${where}: "${name}" must be a non-empty string`);
+  return v;
+}
+
+/**
+ * Loads the configuration file, then adds a credential from FERRY_AK / FERRY_SK /
+ * FERRY_PROJECT_ID when those are set. Errors name the file and the entry, never a secret.
+ */
+export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ServiceConfig {
+  const config: ServiceConfig = { akSk: [], tokens: [], instances: [] };
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new Error(`cannot read config ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    let raw: unknown;
+    try {
+      raw = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+    } catch (e) {
+      fail(file, `not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message.split('\n')[0]}`);
+    }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(file, 'the top level must be an object');
+    const top = raw as Record<string, unknown>;
+    const credentials = top.credentials ?? [];
+    if (!Array.isArray(credentials)) fail(file, '"credentials" must be an array');
+    credentials.forEach((c: unknown, i) => {
+      const where = `credentials[${i}]`;
+      if (c === null || typeof c !== 'object') fail(file, `${where} must be an object`);
+      const o = c as Record<string, unknown>;
+      const projectId = stringField(file, where, o, 'projectId')!;
+      if (o.token !== undefined) config.tokens.push({ token: stringField(file, where, o, 'token')!, projectId });
+      else config.akSk.push({ ak: stringField(file, where, o, 'ak')!, sk: stringField(file, where, o, 'sk')!, projectId });
+    });
+    const instances = top.instances ?? [];
+    if (!Array.isArray(instances)) fail(file, '"instances" must be an array');
+    instances.forEach((c: unknown, i) => {
+      const where = `instances[${i}]`;
+      if (c === null || typeof c !== 'object') fail(file, `${where} must be an object`);
+      const o = c as Record<string, unknown>;
+      config.instances.push({
+        id: stringField(file, where, o, 'id')!,
+        projectId: stringField(file, where, o, 'projectId')!,
+        name: stringField(file, where, o, 'name', false) ?? '',
+        addrs: stringField(file, where, o, 'addrs')!,
+        password: stringField(file, where, o, 'password', false),
+      });
+    });
+  }
+  const { FERRY_AK: ak, FERRY_SK: sk, FERRY_PROJECT_ID: projectId } = env;
+  if (ak || sk || projectId) {
+    if (!ak || !sk || !projectId) throw new Error('FERRY_AK, FERRY_SK and FERRY_PROJECT_ID must be set together');
+    config.akSk.push({ ak, sk, projectId });
+  }
+  return config;
+}

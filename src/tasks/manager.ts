@@ -1,0 +1,350 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { parseEndpoint, type Endpoint } from '../common/endpoint.js';
+import type { MigrationProgress } from '../engine/stats.js';
+import type { LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
+import type { SecretBox } from './secrets.js';
+import type { TaskStore } from './store.js';
+import { TaskRunner } from './runner.js';
+import type { FromWorker } from './worker-protocol.js';
+
+/** A task operation refused because of the task's state (DCS.4957). */
+export class TaskStateError extends Error {}
+
+/** Statuses in which a worker runs. */
+export const ACTIVE_STATUSES: readonly TaskStatus[] = ['FULLMIGRATING', 'INCRMIGEATING', 'MIGRATING', 'TERMINATING'];
+
+interface Running {
+  runner: TaskRunner;
+  /** Last progress and what was derived from it (rates). */
+  progress: MigrationProgress | null;
+  sourceKeys: number | null;
+  targetKeys: number | null;
+  lastSample: { at: number; bytes: number; ops: number } | null;
+  kbps: number;
+  ops: number;
+  lastPersist: number;
+  restarts: number;
+  streamBase: number | null;
+}
+
+export interface ConfigureInput {
+  method: MigrationMethodName;
+  resumeMode: ResumeMode;
+  bandwidthLimitMb: number | null;
+  source: TaskEndpoint;
+  target: TaskEndpoint;
+}
+
+/**
+ * The tasks' life: DCS statuses, one worker process per migrating task, stats and logs from
+ * the workers into the store, and recovery after the service restarts.
+ *
+ *   RUNNING --configure--> FULLMIGRATING --(full) snapshot applied--> SUCCESS
+ *                                        --(incremental)--> INCRMIGEATING
+ *   FULLMIGRATING | INCRMIGEATING --stop--> TERMINATING --worker gone--> TERMINATED
+ *   any migrating status --failure--> FAILED (manual) / restarted after a pause (auto)
+ *   FAILED | TERMINATED --batch-restart--> FULLMIGRATING
+ */
+export class TaskManager {
+  private readonly running = new Map<string, Running>();
+  private closing = false;
+
+  constructor(
+    private readonly store: TaskStore,
+    private readonly secrets: SecretBox,
+    private readonly logger: Logger,
+  ) {}
+
+  /** After a restart: migrating tasks start again; tasks that were stopping are stopped. */
+  async recover(): Promise<void> {
+    for (const task of await this.store.listTasksByStatus(ACTIVE_STATUSES)) {
+      if (task.status === 'TERMINATING' || task.stopRequested) {
+        await this.setStatus(task, 'TERMINATED');
+        continue;
+      }
+      await this.log(task.id, 'INFO', 'RECOVER', 'service restarted: the migration starts again');
+      this.launch(task);
+    }
+  }
+
+  async configure(task: Task, input: ConfigureInput): Promise<Task> {
+    if (task.status !== 'RUNNING' || task.migrationMethod !== null) {
+      throw new TaskStateError(`the task is ${task.status}; only a new task (RUNNING, not yet configured) can be configured`);
+    }
+    Object.assign(task, {
+      migrationMethod: input.method,
+      resumeMode: input.resumeMode,
+      bandwidthLimitMb: input.bandwidthLimitMb,
+      source: input.source,
+      target: input.target,
+      error: null,
+      stopRequested: false,
+    });
+    task.status = 'FULLMIGRATING';
+    task.updatedAt = new Date().toISOString();
+    await this.store.updateTask(task);
+    await this.log(task.id, 'INFO', 'CONFIGURED', `migration configured: ${input.method}, resume ${input.resumeMode}`);
+    this.launch(task);
+    return task;
+  }
+
+  async stop(task: Task): Promise<Task> {
+    if (!ACTIVE_STATUSES.includes(task.status) || task.status === 'TERMINATING') {
+      throw new TaskStateError(`the task is ${task.status}; only a migrating task can be stopped`);
+    }
+    task.stopRequested = true;
+    task.status = 'TERMINATING';
+    task.updatedAt = new Date().toISOString();
+    await this.store.updateTask(task);
+    await this.log(task.id, 'INFO', 'STOP', 'stop requested');
+    const running = this.running.get(task.id);
+    if (running) running.runner.stop();
+    else await this.setStatus(task, 'TERMINATED');
+    return task;
+  }
+
+  /** Resolves once the task has left TERMINATING (or after `timeoutMs`). */
+  async waitUntilStopped(taskId: string, timeoutMs = 60_000): Promise<void> {
+    const running = this.running.get(taskId);
+    if (!running) return;
+    await Promise.race([running.runner.exited, new Promise((r) => setTimeout(r, timeoutMs))]);
+    // The exit handler persists the final status; give it its turn.
+    for (let i = 0; i < 50 && this.running.has(taskId); i++) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  async restart(task: Task): Promise<Task> {
+    if (task.migrationType !== 'online_migration' || task.migrationMethod === null || !['FAILED', 'TERMINATED'].includes(task.status)) {
+      throw new TaskStateError(`the task is ${task.status}; only a configured online task that failed or was stopped can be restarted`);
+    }
+    task.status = 'FULLMIGRATING';
+    task.error = null;
+    task.stopRequested = false;
+    task.updatedAt = new Date().toISOString();
+    await this.store.updateTask(task);
+    await this.log(task.id, 'INFO', 'RESTART', 'restart requested');
+    this.launch(task);
+    return task;
+  }
+
+  /** Deleting a migrating task stops its worker first. */
+  async delete(projectId: string, ids: readonly string[]): Promise<string[]> {
+    for (const id of ids) {
+      const running = this.running.get(id);
+      if (running) {
+        const task = await this.store.getTask(projectId, id);
+        if (!task) continue;
+        running.runner.kill();
+        this.running.delete(id);
+      }
+    }
+    return this.store.deleteTasks(projectId, ids);
+  }
+
+  /** Live stats of a running task, or what was stored last. */
+  stats(task: Task): TaskStats | null {
+    const running = this.running.get(task.id);
+    if (!running?.progress) return task.stats;
+    return this.statsFrom(task, running);
+  }
+
+  isRunning(taskId: string): boolean {
+    return this.running.has(taskId);
+  }
+
+  /** Stops every worker (service shutdown): their tasks keep their status and resume at start. */
+  async shutdown(): Promise<void> {
+    this.closing = true;
+    const all = [...this.running.values()];
+    for (const r of all) r.runner.kill();
+    await Promise.all(all.map((r) => r.runner.exited));
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private launch(task: Task, restarts = 0): void {
+    let source: Endpoint;
+    let target: Endpoint;
+    try {
+      source = this.endpointOf(task.source);
+      target = this.endpointOf(task.target);
+    } catch (e) {
+      void this.fail(task.id, (e as Error).message);
+      return;
+    }
+    const runner = new TaskRunner(
+      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb },
+      (m) => void this.onWorkerMessage(task.id, m),
+    );
+    const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null };
+    this.running.set(task.id, running);
+    runner.launch();
+    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
+  }
+
+  private endpointOf(e: TaskEndpoint | null): Endpoint {
+    if (!e) throw new Error('the task has no source or target');
+    const first = e.addrs.split(',')[0]!;
+    return parseEndpoint(first, { password: e.password ? this.secrets.open(e.password) : undefined });
+  }
+
+  private async onWorkerMessage(taskId: string, m: FromWorker): Promise<void> {
+    const running = this.running.get(taskId);
+    if (!running) return;
+    try {
+      switch (m.type) {
+        case 'log':
+          await this.log(taskId, m.level, m.code, m.message);
+          return;
+        case 'progress': {
+          running.progress = m.progress;
+          running.sourceKeys = m.sourceKeys;
+          running.targetKeys = m.targetKeys;
+          this.sampleRates(running);
+          const task = await this.store.getTaskById(taskId);
+          if (!task) return;
+          const status = this.statusFor(task, m.progress.phase);
+          const now = Date.now();
+          if (status !== task.status || now - running.lastPersist > 5000) {
+            running.lastPersist = now;
+            task.stats = this.statsFrom(task, running);
+            if (status !== task.status && task.status !== 'TERMINATING') task.status = status;
+            task.updatedAt = new Date().toISOString();
+            await this.store.updateTask(task);
+          }
+          return;
+        }
+        case 'finished': {
+          running.progress = m.progress;
+          const task = await this.store.getTaskById(taskId);
+          if (!task) return;
+          task.stats = this.statsFrom(task, running);
+          task.updatedAt = new Date().toISOString();
+          if (m.outcome === 'failed') {
+            task.error = m.reason;
+            await this.log(taskId, 'ERROR', 'FAILED', `migration failed: ${m.reason}`);
+          } else if (m.outcome === 'done') {
+            task.status = 'SUCCESS';
+            await this.log(taskId, 'INFO', 'SUCCESS', `migration finished: ${m.progress.snapshot.keys} keys`);
+          } else {
+            task.status = 'TERMINATED';
+            await this.log(taskId, 'INFO', 'TERMINATED', 'migration stopped');
+          }
+          await this.store.updateTask(task);
+          return;
+        }
+      }
+    } catch (e) {
+      this.logger.error({ taskId, err: (e as Error).message }, 'could not record a worker message');
+    }
+  }
+
+  private async onWorkerExit(taskId: string, running: Running, exit: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
+    if (this.running.get(taskId) === running) this.running.delete(taskId);
+    if (this.closing) return;
+    const task = await this.store.getTaskById(taskId);
+    if (!task) return;
+    if (task.status === 'TERMINATING' || task.stopRequested) {
+      await this.setStatus(task, 'TERMINATED');
+      return;
+    }
+    if (task.status === 'SUCCESS' || task.status === 'TERMINATED') return;
+    const reason = running.runner.reportedOutcome
+      ? (task.error ?? 'the migration ended unexpectedly')
+      : `the worker process exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`;
+    if (task.resumeMode === 'auto') {
+      // Until resuming from a checkpoint exists, "auto" means: start the migration again.
+      const delay = Math.min(30_000, 1000 * 2 ** Math.min(running.restarts, 5));
+      await this.log(taskId, 'WARN', 'RECONNECT', `${reason}; starting again in ${Math.round(delay / 1000)} s (resume_mode auto)`);
+      task.status = 'FULLMIGRATING';
+      task.error = reason;
+      await this.store.updateTask(task);
+      setTimeout(() => {
+        void this.store.getTaskById(taskId).then((t) => {
+          if (t && !t.stopRequested && t.status === 'FULLMIGRATING' && !this.running.has(taskId) && !this.closing) {
+            this.launch(t, running.restarts + 1);
+          }
+        });
+      }, delay).unref();
+      return;
+    }
+    await this.fail(taskId, reason);
+  }
+
+  private async fail(taskId: string, reason: string): Promise<void> {
+    const task = await this.store.getTaskById(taskId);
+    if (!task) return;
+    task.status = 'FAILED';
+    task.error = reason;
+    task.updatedAt = new Date().toISOString();
+    await this.store.updateTask(task);
+    await this.log(taskId, 'ERROR', 'FAILED', reason);
+  }
+
+  private statusFor(task: Task, phase: MigrationProgress['phase']): TaskStatus {
+    if (task.status === 'TERMINATING') return 'TERMINATING';
+    switch (phase) {
+      case 'incremental':
+        return 'INCRMIGEATING';
+      case 'connecting':
+      case 'snapshot':
+        return 'FULLMIGRATING';
+      default:
+        return task.status;
+    }
+  }
+
+  private sampleRates(running: Running): void {
+    const p = running.progress!;
+    const now = Date.now();
+    // Bytes taken in from the source: the snapshot, then the stream since its first offset.
+    if (running.streamBase === null && p.stream.receivedOffset > 0) running.streamBase = p.stream.receivedOffset;
+    const bytes = p.snapshot.bytesRead + (running.streamBase === null ? 0 : p.stream.receivedOffset - running.streamBase);
+    const ops = p.snapshot.restored + p.snapshot.rewritten + p.stream.commandsForwarded;
+    const last = running.lastSample;
+    if (last && now > last.at) {
+      const seconds = (now - last.at) / 1000;
+      running.kbps = Math.max(0, (bytes - last.bytes) / 1024 / seconds);
+      running.ops = Math.max(0, (ops - last.ops) / seconds);
+    }
+    running.lastSample = { at: now, bytes, ops };
+  }
+
+  private statsFrom(task: Task, running: Running): TaskStats {
+    const p = running.progress!;
+    const s = p.snapshot;
+    let progress = 0;
+    if (s.finishedAt !== null || p.phase === 'incremental' || p.phase === 'done') progress = 100;
+    else if (s.bytesTotal) progress = Math.min(99, Math.floor((100 * s.bytesRead) / s.bytesTotal));
+    else if (s.keysExpected) progress = Math.min(99, Math.floor((100 * s.keys) / s.keysExpected));
+    return {
+      fullMigrationProgress: progress,
+      lagBytes: p.stream.lagBytes,
+      sourceDbsize: running.sourceKeys ?? s.keysExpected,
+      targetDbsize: running.targetKeys,
+      targetInputKbps: Math.round(running.kbps),
+      targetOps: Math.round(running.ops),
+      isMigrating: p.phase === 'snapshot' || p.phase === 'incremental' || p.phase === 'connecting',
+      keysMigrated: s.restored + s.rewritten,
+      writeErrors: p.errors.count,
+      reconnects: running.restarts,
+      checkpoint: p.checkpoint,
+    };
+  }
+
+  private async setStatus(task: Task, status: TaskStatus): Promise<void> {
+    task.status = status;
+    task.updatedAt = new Date().toISOString();
+    await this.store.updateTask(task);
+    if (status === 'TERMINATED') await this.log(task.id, 'INFO', 'TERMINATED', 'migration stopped');
+  }
+
+  async log(taskId: string, level: LogLevel, code: string, message: string): Promise<void> {
+    await this.store.appendLog({ taskId, createdAt: new Date().toISOString(), level, code, message, keywords: [] });
+  }
+
+  /** New ids look like DCS's (UUIDs). */
+  static newId(): string {
+    return randomUUID();
+  }
+}

@@ -1,0 +1,49 @@
+import type { Endpoint } from '../common/endpoint.js';
+import type { MigrationMethod } from '../engine/migration.js';
+import type { MigrationProgress } from '../engine/stats.js';
+
+/**
+ * Messages between the service and the worker process that runs one task's migration. Each
+ * task runs in a process of its own so that a busy or crashing migration cannot stall the API
+ * or another task. Passwords travel only over this IPC channel (never argv or environment).
+ */
+export interface WorkerStart {
+  type: 'start';
+  taskId: string;
+  source: Endpoint;
+  target: Endpoint;
+  method: MigrationMethod;
+  /** Null: unlimited. (Enforced from the resilience work on; recorded now.) */
+  bandwidthLimitMb: number | null;
+}
+
+export interface WorkerStop {
+  type: 'stop';
+}
+
+export type ToWorker = WorkerStart | WorkerStop;
+
+export interface WorkerProgress {
+  type: 'progress';
+  progress: MigrationProgress;
+  /** Source and target key counts, polled by the worker (INFO keyspace). */
+  sourceKeys: number | null;
+  targetKeys: number | null;
+}
+
+export interface WorkerLog {
+  type: 'log';
+  level: 'INFO' | 'WARN' | 'ERROR';
+  code: string;
+  message: string;
+}
+
+/** The migration ended: done (full), stopped, or failed with a reason. */
+export interface WorkerFinished {
+  type: 'finished';
+  outcome: 'done' | 'stopped' | 'failed';
+  reason: string | null;
+  progress: MigrationProgress;
+}
+
+export type FromWorker = WorkerProgress | WorkerLog | WorkerFinished;

@@ -1,0 +1,105 @@
+/**
+ * Entry point of a task's worker process (forked by TaskRunner). It receives one `start`
+ * message, runs the migration, reports progress, logs and the outcome over IPC, and exits.
+ */
+import { pino } from 'pino';
+import { Migration } from '../engine/migration.js';
+import type { MigrationProgress } from '../engine/stats.js';
+import { TargetConnection } from '../target/connection.js';
+import type { Endpoint } from '../common/endpoint.js';
+import type { FromWorker, ToWorker, WorkerStart } from './worker-protocol.js';
+
+function send(message: FromWorker): void {
+  process.send?.(message);
+}
+
+/** Keys in all databases, from INFO keyspace; null when the server cannot be asked. */
+async function keyCount(connection: TargetConnection | null): Promise<number | null> {
+  if (!connection) return null;
+  try {
+    const reply = await connection.call(['INFO', 'keyspace']);
+    if (!Buffer.isBuffer(reply)) return null;
+    let total = 0;
+    for (const m of reply.toString('latin1').matchAll(/^db\d+:keys=(\d+)/gm)) total += Number(m[1]);
+    return total;
+  } catch {
+    return null;
+  }
+}
+
+async function connectQuietly(e: Endpoint, name: string): Promise<TargetConnection | null> {
+  try {
+    return await TargetConnection.connect({ host: e.host, port: e.port, user: e.user, password: e.password, name });
+  } catch {
+    return null;
+  }
+}
+
+async function run(start: WorkerStart): Promise<void> {
+  // Logs go to the service through IPC (as task logs), not to a stream of their own.
+  const logger = pino({ level: 'warn', base: undefined }, {
+    write(line: string) {
+      try {
+        const entry = JSON.parse(line) as { level: number; msg: string; key?: string; error?: string; command?: string; reason?: string };
+        const detail = entry.key !== undefined ? ` key=${entry.key} command=${entry.command ?? ''} error=${entry.error ?? ''}` : entry.reason ? `: ${entry.reason}` : '';
+        send({ type: 'log', level: entry.level >= 50 ? 'ERROR' : 'WARN', code: entry.level >= 50 ? 'ERROR' : 'WARNING', message: `${entry.msg}${detail}` });
+      } catch {
+        /* a log line is never worth crashing the worker */
+      }
+    },
+  });
+  const migration = new Migration({ source: start.source, target: start.target, method: start.method, logger });
+  const sourceMonitor = await connectQuietly(start.source, 'ferry-stats');
+  const targetMonitor = await connectQuietly(start.target, 'ferry-stats');
+  let sourceKeys: number | null = null;
+  let targetKeys: number | null = null;
+  let lastPhase = '';
+  const report = (p: MigrationProgress): void => {
+    if (p.phase !== lastPhase) {
+      lastPhase = p.phase;
+      send({ type: 'log', level: 'INFO', code: 'PHASE', message: `phase: ${p.phase}` });
+    }
+    send({ type: 'progress', progress: p, sourceKeys, targetKeys });
+  };
+  migration.on('progress', report);
+  const poll = setInterval(() => {
+    void Promise.all([keyCount(sourceMonitor), keyCount(targetMonitor)]).then(([s, t]) => {
+      sourceKeys = s ?? sourceKeys;
+      targetKeys = t ?? targetKeys;
+    });
+  }, 1000);
+
+  process.on('message', (m: ToWorker) => {
+    if (m.type === 'stop') migration.stop();
+  });
+  // The service going away must not leave a migration running unsupervised.
+  process.on('disconnect', () => migration.stop());
+
+  let outcome: FromWorker;
+  try {
+    const result = await migration.run();
+    sourceKeys = (await keyCount(sourceMonitor)) ?? sourceKeys;
+    targetKeys = (await keyCount(targetMonitor)) ?? targetKeys;
+    send({ type: 'progress', progress: result, sourceKeys, targetKeys });
+    outcome = { type: 'finished', outcome: result.phase === 'stopped' ? 'stopped' : 'done', reason: null, progress: result };
+  } catch (e) {
+    outcome = { type: 'finished', outcome: 'failed', reason: (e as Error).message, progress: migration.progress() };
+  } finally {
+    clearInterval(poll);
+    sourceMonitor?.destroy('done');
+    targetMonitor?.destroy('done');
+  }
+  send(outcome);
+  process.disconnect?.();
+}
+
+process.once('message', (m: ToWorker) => {
+  if (m.type !== 'start') {
+    process.exit(0);
+  }
+  run(m).catch((e: Error) => {
+    send({ type: 'log', level: 'ERROR', code: 'WORKER', message: `worker crashed: ${e.message}` });
+    process.exitCode = 1;
+    process.disconnect?.();
+  });
+});
