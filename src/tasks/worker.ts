@@ -36,10 +36,24 @@ async function connectQuietly(e: Endpoint, name: string): Promise<TargetConnecti
 }
 
 async function run(start: WorkerStart): Promise<void> {
-  // Logs go to the service through IPC (as task logs), not to a stream of their own.
+  // Logs go to the service through IPC (as task logs), not to a stream of their own. Refused
+  // writes are all counted in the stats; the log keeps the first ones in full and then one
+  // summary line a minute, so a target refusing everything cannot flood the store.
+  let errorLines = 0;
+  let suppressed = 0;
+  const summary = setInterval(() => {
+    if (suppressed === 0) return;
+    send({ type: 'log', level: 'ERROR', code: 'WRITE_ERRORS', message: `${suppressed} more refused writes (see write_errors in the stats)` });
+    suppressed = 0;
+  }, 60_000);
+  summary.unref();
   const logger = pino({ level: 'warn', base: undefined }, {
     write(line: string) {
       try {
+        if (line.includes('"target refused a write"') && ++errorLines > 200) {
+          suppressed++;
+          return;
+        }
         const entry = JSON.parse(line) as { level: number; msg: string; key?: string; error?: string; command?: string; reason?: string };
         const detail = entry.key !== undefined ? ` key=${entry.key} command=${entry.command ?? ''} error=${entry.error ?? ''}` : entry.reason ? `: ${entry.reason}` : '';
         send({ type: 'log', level: entry.level >= 50 ? 'ERROR' : 'WARN', code: entry.level >= 50 ? 'ERROR' : 'WARNING', message: `${entry.msg}${detail}` });
