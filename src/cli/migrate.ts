@@ -16,6 +16,8 @@ export interface MigrateCommandOptions {
   untilSynced?: boolean;
   json?: boolean;
   dbMap?: string;
+  dbs?: string;
+  dbPrefix?: string;
   dropFlush?: boolean;
   rewrite?: boolean;
   lanes?: string;
@@ -35,23 +37,25 @@ export function parseMethod(text: string): MigrationMethod {
   return method;
 }
 
-function endpointFrom(addrs: string, user: string | undefined, password: string | undefined, role: string): Endpoint {
-  if (addrs.includes(',')) throw new Error(`--${role}: address lists (clusters) are not supported yet; give one host:port`);
-  return parseEndpoint(addrs, { user, password });
+/** ADDRS: one address or a comma-separated list (cluster nodes, or a master and its replicas). */
+function endpointsFrom(addrs: string, user: string | undefined, password: string | undefined): Endpoint[] {
+  const parts = addrs.split(',').map((a) => a.trim()).filter(Boolean);
+  if (parts.length === 0) throw new Error('an address list is empty');
+  return parts.map((a) => parseEndpoint(a, { user, password }));
 }
 
 /** `ferry migrate`: runs one migration in the foreground and exits with its outcome. */
 export async function migrateCommand(opts: MigrateCommandOptions): Promise<number> {
   const method = parseMethod(opts.method);
-  const source = endpointFrom(opts.source, opts.sourceUser, opts.sourcePassword ?? process.env.FERRY_SOURCE_PASSWORD, 'source');
-  const target = endpointFrom(opts.target, opts.targetUser, opts.targetPassword ?? process.env.FERRY_TARGET_PASSWORD, 'target');
+  const source = endpointsFrom(opts.source, opts.sourceUser, opts.sourcePassword ?? process.env.FERRY_SOURCE_PASSWORD);
+  const target = endpointsFrom(opts.target, opts.targetUser, opts.targetPassword ?? process.env.FERRY_TARGET_PASSWORD);
   const logger: Logger = pino({ level: opts.logLevel ?? 'warn', base: undefined }, pino.destination(2));
   const migration = new Migration({
     source,
     target,
     method,
     untilSynced: opts.untilSynced,
-    dbs: DbMapper.parse(opts.dbMap),
+    dbs: DbMapper.parse(opts.dbMap, { only: DbMapper.parseDbList(opts.dbs), prefixes: DbMapper.parsePrefixes(opts.dbPrefix) }),
     dropFlush: opts.dropFlush,
     rewrite: opts.rewrite ? 'always' : 'auto',
     lanes: opts.lanes ? Number(opts.lanes) : undefined,

@@ -1,22 +1,23 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
-import { restorableOn } from '../rdb/dump.js';
-import { ReplicaLink, TransientSourceError, type SyncStart } from '../source/replica-link.js';
+import { discoverDeployment } from '../cluster/topology.js';
+import type { Deployment } from '../cluster/topology-types.js';
 import { TargetConnection } from '../target/connection.js';
-import { TargetWriter } from '../target/writer.js';
+import { openTarget, type Target } from '../target/target.js';
+import { ClusterStreamApplier } from './cluster-stream-applier.js';
 import { DbMapper } from './db-map.js';
 import { WriteErrorLog } from './errors.js';
-import { SnapshotApplier } from './snapshot-applier.js';
-import { emptySnapshotStats, emptyStreamStats, type MigrationPhase, type MigrationProgress } from './stats.js';
+import { ShardSync, type StreamSink } from './shard-sync.js';
+import { emptySnapshotStats, emptyStreamStats, type MigrationPhase, type MigrationProgress, type ShardProgress, type StreamStats } from './stats.js';
 import { StreamApplier } from './stream-applier.js';
-import { LagClock } from './lag-clock.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
 export interface MigrationOptions {
-  source: Endpoint;
-  target: Endpoint;
+  /** One endpoint, or the address list of a deployment (cluster nodes, or a master and its replicas). */
+  source: Endpoint | Endpoint[];
+  target: Endpoint | Endpoint[];
   method: MigrationMethod;
   /** Incremental only: finish (phase done) as soon as the target has applied all the source had. */
   untilSynced?: boolean;
@@ -26,31 +27,32 @@ export interface MigrationOptions {
   rewrite?: 'auto' | 'always';
   /** Keys whose encoded value is larger are rebuilt with commands. Default 16 MiB. */
   maxPayloadBytes?: number;
-  /** Pipelined connections to the target during the snapshot. */
+  /** Pipelined connections to a standalone target. */
   lanes?: number;
   logger: Logger;
-  /** How often progress is emitted and the source's offset polled. */
+  /** How often progress is emitted and the source's offsets polled. */
   pollIntervalMs?: number;
 }
 
+const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
+
 /**
- * One migration from one source to one target: snapshot, then (incremental) the command
- * stream until stopped. Emits 'progress' (MigrationProgress) every poll interval and at each
- * phase change. `run()` resolves when the migration is done or stopped, and rejects with a
- * one-line reason when it fails.
+ * One migration from a source deployment to a target deployment: one ShardSync per source
+ * master (a standalone source has one), all writing into one Target. Emits 'progress'
+ * (MigrationProgress) every poll interval and at each phase change. `run()` resolves when the
+ * migration is done or stopped, and rejects with a one-line reason when it fails.
  */
 export class Migration extends EventEmitter {
   private phase: MigrationPhase = 'connecting';
   private readonly snapshot = emptySnapshotStats();
-  private readonly stream = emptyStreamStats();
   private readonly errors: WriteErrorLog;
-  private readonly lag = new LagClock();
-  private link: ReplicaLink | null = null;
-  private writer: TargetWriter | null = null;
-  private control: TargetConnection | null = null;
+  private shards: ShardSync[] = [];
+  private monitors: (TargetConnection | null)[] = [];
+  private target: Target | null = null;
   private stopRequested = false;
+  private synced = false;
   private failure: string | null = null;
-  private replid: string | null = null;
+  private targetLost: Error | null = null;
   private timer: NodeJS.Timeout | null = null;
   private syncedResolve: (() => void) | null = null;
 
@@ -60,145 +62,124 @@ export class Migration extends EventEmitter {
   }
 
   progress(): MigrationProgress {
-    if (this.link) this.snapshot.bytesRead = this.phase === 'snapshot' ? this.link.bytesReceived : this.snapshot.bytesRead;
-    const applier = this.streamApplier;
+    const shards: ShardProgress[] = this.shards.map((s) => ({ source: s.name, phase: s.phase, replid: s.replid, checkpoint: s.checkpoint(), stream: { ...s.stream } }));
+    if (this.phase === 'snapshot' || this.phase === 'connecting') this.snapshot.bytesRead = this.shards.reduce((n, s) => n + s.bytesReceived, 0);
+    const totals = this.shards.length === 1 ? { ...this.shards[0]!.stream } : sumStreams(this.shards.map((s) => s.stream));
+    const known = this.shards.map((s) => s.snapshotBytesTotal);
+    this.snapshot.bytesTotal = known.length > 0 && known.every((b) => b !== null) ? known.reduce((a, b) => a! + b!, 0) : null;
     return {
       phase: this.phase,
-      replid: this.replid,
-      checkpoint:
-        applier && this.link?.replid && (this.phase === 'incremental' || this.phase === 'stopped' || this.phase === 'done')
-          ? { replid: this.link.replid, appliedOffset: this.link.appliedOffset, db: applier.selectedDbAtApplied }
-          : null,
+      replid: this.shards[0]?.replid ?? null,
+      checkpoint: shards[0]?.checkpoint ?? null,
+      shards,
       snapshot: { ...this.snapshot },
-      stream: { ...this.stream },
+      stream: totals,
       errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent] },
       failure: this.failure,
     };
   }
 
-  /** Ask the migration to stop: the stream is cut, what was sent is drained, run() resolves. */
+  /** Ask the migration to stop: the streams are cut, what was sent is drained, run() resolves. */
   stop(): void {
     if (this.stopRequested) return;
     this.stopRequested = true;
     this.options.logger.info('stop requested');
-    this.link?.close();
+    for (const s of this.shards) s.stop();
     this.syncedResolve?.();
   }
 
   async run(): Promise<MigrationProgress> {
     const { logger } = this.options;
-    const dbs = this.options.dbs ?? new DbMapper();
     try {
-      this.writer = await TargetWriter.open(this.options.target, {
-        lanes: this.options.lanes ?? 4,
-        onConnectionLost: (error) => {
-          this.targetLost ??= new Error(`lost the target: ${error.message}`);
-          this.link?.close();
-        },
-      });
-      logger.info({ target: this.writer.describe(), version: this.writer.info.version.join('.') }, 'connected to target');
-      this.control = await TargetConnection.connect({ ...connectOptions(this.options.source), name: 'ferry-monitor' });
-      this.snapshot.keysExpected = await this.sourceKeyCount();
+      const sourceList = list(this.options.source);
+      const targetList = list(this.options.target);
+      const source = await discoverDeployment(sourceList);
+      const targetDeployment = await discoverDeployment(targetList);
+      const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password }, (error) => {
+        this.targetLost ??= new Error(`lost the target: ${error.message}`);
+        for (const s of this.shards) s.stop();
+        this.syncedResolve?.();
+      }, this.options.lanes ?? 4);
+      this.target = target;
+      logger.info({ source: source.kind, target: target.kind, version: target.info.version.join('.') }, 'connected');
+
+      const masters = source.kind === 'standalone' ? [source.master] : source.shards.map((s) => s.master);
+      let dbs = this.options.dbs ?? new DbMapper();
+      if (target.kind === 'cluster') dbs = dbs.withForcedDb(0);
+      this.monitors = await Promise.all(masters.map((m) => TargetConnection.connect({ host: m.host, port: m.port, user: m.user, password: m.password, name: 'ferry-monitor' }).catch(() => null)));
+      const keyspace = await this.sourceKeyspace();
+      this.snapshot.keysExpected = keyspace.keys;
+      dbs.noteSourceDbs(keyspace.dbs);
+      if (this.stopRequested) throw new Error('stopped before start');
+
+      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs));
+      for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
 
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await this.runLink(dbs);
-          break;
-        } catch (e) {
-          if (this.targetLost) throw this.targetLost;
-          if (this.stopRequested) break;
-          if (!(e instanceof TransientSourceError) || this.phase !== 'connecting') throw e;
-          const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
-          logger.warn({ attempt, delayMs: delay, reason: e.message }, 'source not ready, retrying');
-          await sleep(delay);
-        }
+      const runs = this.shards.map((s) =>
+        s.run().catch((e: Error) => {
+          // One shard failing ends the migration: stop the others, report this one.
+          for (const other of this.shards) if (other !== s) other.stop();
+          throw new Error(this.shards.length > 1 ? `shard ${s.name}: ${e.message}` : e.message);
+        }),
+      );
+      const all = Promise.all(runs);
+      if (this.options.method === 'incremental' && this.options.untilSynced) {
+        const synced = new Promise<void>((resolve) => (this.syncedResolve = resolve));
+        await Promise.race([all, synced]);
+        if (this.synced) this.stop();
       }
-      await this.writer.drain();
+      await all;
+      if (this.targetLost) throw this.targetLost;
+      if (this.options.method === 'incremental' && !this.stopRequested) throw new Error('the replication ended without being stopped');
+      await target.drain();
       this.setPhase(this.stopRequested && !this.synced ? 'stopped' : 'done');
       return this.progress();
     } catch (e) {
-      this.failure = e instanceof Error ? e.message : String(e);
+      this.failure = this.targetLost?.message ?? (e instanceof Error ? e.message : String(e));
+      if (this.stopRequested && !this.targetLost && /stopped before start/.test(this.failure)) {
+        this.failure = null;
+        this.setPhase('stopped');
+        return this.progress();
+      }
       this.setPhase('failed');
       logger.error({ reason: this.failure }, 'migration failed');
       throw new Error(this.failure);
     } finally {
       if (this.timer) clearInterval(this.timer);
-      this.link?.close();
-      this.writer?.close();
-      void this.control?.close().catch(() => undefined);
+      for (const s of this.shards) s.stop();
+      this.target?.close();
+      for (const m of this.monitors) void m?.close().catch(() => undefined);
     }
   }
 
-  private synced = false;
-  private streamApplier: StreamApplier | null = null;
-  /** Set when a target connection fails: the migration cannot go on (until resume exists). */
-  private targetLost: Error | null = null;
-
-  private async runLink(dbs: DbMapper): Promise<void> {
-    const writer = this.writer!;
-    const options = this.options;
-    const forceRewrite = options.rewrite === 'always';
-    const snapshotApplier = new SnapshotApplier(writer, this.snapshot, this.errors, dbs, options.logger);
-    const link = new ReplicaLink(options.source, { snapshotOnly: options.method === 'full' });
-    this.link = link;
-    if (this.stopRequested) link.close();
-    const streamApplier = (this.streamApplier = new StreamApplier(writer.lanes[0]!, dbs, this.stream, this.errors, (offset) => {
-      link.acknowledge(offset);
-      this.stream.appliedOffset = link.appliedOffset;
-    }, { dropFlush: options.dropFlush }));
-
-    const linkDone = link.run({
-      parserOptions: {
-        wantsPayload: (type, _version, magic) => !forceRewrite && restorableOn(type, magic, writer.info.format),
-        maxPayloadBytes: options.maxPayloadBytes,
-      },
-      syncStarted: (start: SyncStart) => {
-        this.replid = start.replid;
-        this.stream.receivedOffset = this.stream.appliedOffset = start.offset;
-        if (start.mode === 'full') {
-          this.snapshot.bytesTotal = start.snapshotBytes;
-          this.snapshot.startedAt = Date.now();
-          this.setPhase('snapshot');
-          options.logger.info({ replid: start.replid, offset: start.offset, framing: start.framing }, 'full sync started');
-        } else {
-          this.setPhase('incremental');
-        }
-      },
-      snapshotEntry: (entry) => snapshotApplier.apply(entry),
-      snapshotFinished: async () => {
-        await writer.drain();
-        this.snapshot.bytesRead = link.bytesReceived;
-        this.snapshot.finishedAt = Date.now();
-        if (snapshotApplier.checksumVerified === null) options.logger.warn('the snapshot carried no checksum; it was not verified');
-        options.logger.info({ keys: this.snapshot.keys, ms: this.snapshot.finishedAt - (this.snapshot.startedAt ?? 0) }, 'snapshot applied');
-        if (options.method === 'incremental') this.setPhase('incremental');
-      },
-      command: (command) => {
-        this.lag.received(command.offsetAfter);
-        return streamApplier.apply(command);
-      },
+  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper): ShardSync {
+    const o = this.options;
+    return new ShardSync({
+      source: master,
+      target,
+      method: o.method,
+      dbs,
+      errors: this.errors,
+      snapshot: this.snapshot,
+      logger: o.logger,
+      rewriteAlways: o.rewrite === 'always',
+      maxPayloadBytes: o.maxPayloadBytes,
+      makeStreamSink: (stats, applied): StreamSink =>
+        target.kind === 'standalone'
+          ? new StreamApplier(target.writer.lanes[index % target.writer.lanes.length]!, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush })
+          : new ClusterStreamApplier(target.router, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush, logger: o.logger }),
     });
+  }
 
-    if (options.method === 'incremental' && options.untilSynced) {
-      const synced = new Promise<void>((resolve) => (this.syncedResolve = resolve));
-      await Promise.race([linkDone, synced]);
-      if (this.synced) {
-        this.stopRequested = true;
-        link.close();
-      }
-      await linkDone.catch((e) => {
-        if (!link.wasClosedByUs) throw e;
-      });
-      if (this.targetLost) throw this.targetLost;
-      return;
-    }
-    await linkDone.catch((e) => {
-      if (!link.wasClosedByUs) throw e;
-    });
-    if (this.targetLost) throw this.targetLost;
-    if (options.method === 'incremental' && !this.stopRequested) {
-      throw new Error(`source ${describeEndpoint(options.source)} closed the replication link`);
+  /** The slowest shard sets the phase: snapshot until every shard has finished its own. */
+  private updatePhase(): void {
+    const phases = this.shards.map((s) => s.phase);
+    if (phases.includes('failed')) return;
+    if (phases.includes('snapshot') || (phases.includes('connecting') && phases.some((p) => p !== 'connecting'))) this.setPhase('snapshot');
+    else if (phases.every((p) => p === 'incremental')) this.setPhase('incremental');
+    if (phases.some((p) => p === 'snapshot' || p === 'incremental' || p === 'done') && this.snapshot.finishedAt === null && phases.every((p) => p === 'incremental' || p === 'done')) {
+      this.snapshot.finishedAt = Date.now();
     }
   }
 
@@ -211,9 +192,7 @@ export class Migration extends EventEmitter {
 
   private startPolling(): void {
     const interval = this.options.pollIntervalMs ?? 1000;
-    this.timer = setInterval(() => {
-      void this.poll();
-    }, interval);
+    this.timer = setInterval(() => void this.poll(), interval);
   }
 
   private polling = false;
@@ -223,18 +202,11 @@ export class Migration extends EventEmitter {
     this.polling = true;
     try {
       if (this.phase === 'incremental') {
-        const sourceOffset = await this.sourceOffset();
-        const applied = this.link?.appliedOffset ?? 0;
-        this.stream.appliedOffset = applied;
-        if (sourceOffset !== null) {
-          this.stream.sourceOffset = sourceOffset;
-          this.stream.lagBytes = Math.max(0, sourceOffset - applied);
-          this.lag.applied(applied);
-          this.stream.lagSeconds = this.stream.lagBytes === 0 ? 0 : this.lag.secondsBehind();
-          if (this.stream.lagBytes === 0 && this.options.untilSynced) {
-            this.synced = true;
-            this.syncedResolve?.();
-          }
+        const offsets = await Promise.all(this.monitors.map((m) => sourceOffset(m)));
+        this.shards.forEach((s, i) => s.updateLag(offsets[i] ?? null));
+        if (this.options.untilSynced && this.shards.every((s) => s.stream.lagBytes === 0)) {
+          this.synced = true;
+          this.syncedResolve?.();
         }
       }
       this.emit('progress', this.progress());
@@ -245,29 +217,49 @@ export class Migration extends EventEmitter {
     }
   }
 
-  private async sourceOffset(): Promise<number | null> {
-    const reply = await this.control?.call(['INFO', 'replication']);
-    const m = Buffer.isBuffer(reply) ? /^master_repl_offset:(\d+)/m.exec(reply.toString('latin1')) : null;
-    return m ? Number(m[1]) : null;
-  }
-
-  private async sourceKeyCount(): Promise<number | null> {
-    try {
-      const reply = await this.control?.call(['INFO', 'keyspace']);
-      if (!Buffer.isBuffer(reply)) return null;
-      let total = 0;
-      for (const m of reply.toString('latin1').matchAll(/^db\d+:keys=(\d+)/gm)) total += Number(m[1]);
-      return total;
-    } catch {
-      return null;
+  private async sourceKeyspace(): Promise<{ keys: number | null; dbs: number[] }> {
+    let keys = 0;
+    const dbs = new Set<number>();
+    for (const m of this.monitors) {
+      if (!m) return { keys: null, dbs: [...dbs] };
+      try {
+        const reply = await m.call(['INFO', 'keyspace']);
+        if (!Buffer.isBuffer(reply)) continue;
+        for (const match of reply.toString('latin1').matchAll(/^db(\d+):keys=(\d+)/gm)) {
+          dbs.add(Number(match[1]));
+          keys += Number(match[2]);
+        }
+      } catch {
+        return { keys: null, dbs: [...dbs] };
+      }
     }
+    return { keys, dbs: [...dbs] };
   }
 }
 
-function connectOptions(e: Endpoint): { host: string; port: number; user?: string; password?: string } {
-  return { host: e.host, port: e.port, user: e.user, password: e.password };
+async function sourceOffset(monitor: TargetConnection | null): Promise<number | null> {
+  if (!monitor) return null;
+  const reply = await monitor.call(['INFO', 'replication']);
+  const m = Buffer.isBuffer(reply) ? /^master_repl_offset:(\d+)/m.exec(reply.toString('latin1')) : null;
+  return m ? Number(m[1]) : null;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** Totals over shards: counts and lags add up; offsets are per shard (see `shards`). */
+function sumStreams(streams: StreamStats[]): StreamStats {
+  const total = emptyStreamStats();
+  for (const s of streams) {
+    total.receivedOffset += s.receivedOffset;
+    total.appliedOffset += s.appliedOffset;
+    total.lagBytes = s.lagBytes === null ? total.lagBytes : (total.lagBytes ?? 0) + s.lagBytes;
+    total.lagSeconds = s.lagSeconds === null ? total.lagSeconds : Math.max(total.lagSeconds ?? 0, s.lagSeconds);
+    total.commandsForwarded += s.commandsForwarded;
+    total.commandsDropped += s.commandsDropped;
+    total.transactions += s.transactions;
+  }
+  total.sourceOffset = streams.every((s) => s.sourceOffset !== null) ? streams.reduce((n, s) => n + s.sourceOffset!, 0) : null;
+  return total;
+}
+
+export function describeDeployment(d: Deployment): string {
+  return d.kind === 'standalone' ? describeEndpoint(d.master) : `cluster of ${d.shards.length} masters`;
 }

@@ -2,14 +2,17 @@ import type { Logger } from 'pino';
 import type { KeyHeader, RdbEntry, WholeKeyEntry } from '../rdb/entries.js';
 import { encodeRestore } from '../rdb/dump.js';
 import { KeyRewriter, type Command } from '../rdb/rewrite.js';
-import type { Lane, TargetWriter } from '../target/writer.js';
+import type { KeyRoute, Target } from '../target/target.js';
+import { encodeCommand } from '../resp/encode.js';
 import type { WriteErrorLog } from './errors.js';
 import type { SnapshotStats } from './stats.js';
 import type { DbMapper } from './db-map.js';
 import { printable } from '../common/printable.js';
 
 const ABSTTL_REPLACE = ['ABSTTL', 'REPLACE'];
+const ABSTTL = ['ABSTTL'];
 const REPLACE = ['REPLACE'];
+const NONE: string[] = [];
 
 /**
  * Applies snapshot entries to the target. Small keys become one RESTORE (raw payload,
@@ -19,14 +22,14 @@ const REPLACE = ['REPLACE'];
  */
 export class SnapshotApplier {
   private rewriter: KeyRewriter | null = null;
-  private rewriteLane: Lane | null = null;
+  private rewriteRoute: KeyRoute | null = null;
   private rewriteDb = 0;
   /** Set while skipping the chunks of a key that expired before it arrived. */
   private skippingKey = false;
   checksumVerified: boolean | null = null;
 
   constructor(
-    private readonly writer: TargetWriter,
+    private readonly target: Target,
     private readonly stats: SnapshotStats,
     private readonly errors: WriteErrorLog,
     private readonly dbs: DbMapper,
@@ -80,48 +83,56 @@ export class SnapshotApplier {
       this.stats.expiredSkipped++;
       return;
     }
-    const db = this.dbs.map(entry.db);
-    if (db === null) {
+    const place = this.dbs.placement(entry.db);
+    if (place === null) {
       this.stats.filtered++;
       return;
     }
-    const info = this.writer.info;
+    const db = place.db;
+    const info = this.target.info;
     const version = Math.min(entry.rdbVersion, info.format.rdbVersion);
     let ttl: number;
     let options: string[];
     if (info.supportsAbsTtl) {
       ttl = entry.expireAtMs ?? 0;
-      if (entry.idleSeconds !== null) options = ['ABSTTL', 'REPLACE', 'IDLETIME', String(entry.idleSeconds)];
-      else if (entry.lfuFreq !== null) options = ['ABSTTL', 'REPLACE', 'FREQ', String(entry.lfuFreq)];
-      else options = ABSTTL_REPLACE;
+      const base = place.replace ? ABSTTL_REPLACE : ABSTTL;
+      if (entry.idleSeconds !== null) options = [...base, 'IDLETIME', String(entry.idleSeconds)];
+      else if (entry.lfuFreq !== null) options = [...base, 'FREQ', String(entry.lfuFreq)];
+      else options = base;
     } else {
       ttl = entry.expireAtMs === null ? 0 : Math.max(1, entry.expireAtMs - this.now());
-      options = REPLACE;
+      options = place.replace ? REPLACE : NONE;
     }
-    const command = encodeRestore(entry, ttl, version, options);
-    const lane = this.writer.pickLane();
-    lane.sendEncoded(db, command, (error) => {
-      if (error) this.errors.record(db, entry.key, 'RESTORE', error);
+    const command = encodeRestore(entry, ttl, version, options, place.prefix);
+    const route = this.target.route(db, place.prefix ? Buffer.concat([place.prefix, entry.key]) : entry.key);
+    route.send(command, (error) => {
+      if (error) this.errors.record(db, this.targetKey(place.prefix, entry.key), 'RESTORE', collisionHint(error, place.replace));
       else this.stats.restored++;
     });
-    if (lane.full) return lane.waitForRoom();
+    if (route.full) return route.waitForRoom();
+  }
+
+  private targetKey(prefix: Buffer | null, key: Buffer): Buffer {
+    return prefix ? Buffer.concat([prefix, key]) : key;
   }
 
   private beginRewrite(header: KeyHeader & { reason: string }): void | Promise<void> {
     this.stats.keys++;
     this.skippingKey = false;
-    const db = this.dbs.map(header.db);
-    if (this.isExpired(header) || db === null) {
-      if (db === null) this.stats.filtered++;
+    const place = this.dbs.placement(header.db);
+    if (this.isExpired(header) || place === null) {
+      if (place === null) this.stats.filtered++;
       else this.stats.expiredSkipped++;
       this.skippingKey = true;
       this.rewriter = null;
       return;
     }
-    this.rewriter = new KeyRewriter(header, { streamCounters: this.writer.info.version[0] >= 7 || this.writer.info.valkey });
-    this.rewriteLane = this.writer.pickLane();
-    this.rewriteDb = db;
-    return this.sendRewrite(this.rewriter.begin(), header.key);
+    const key = this.targetKey(place.prefix, header.key);
+    const info = this.target.info;
+    this.rewriter = new KeyRewriter({ ...header, key }, { streamCounters: info.version[0] >= 7 || info.valkey, replace: place.replace });
+    this.rewriteRoute = this.target.route(place.db, key);
+    this.rewriteDb = place.db;
+    return this.sendRewrite(this.rewriter.begin(), key);
   }
 
   private endRewrite(): void | Promise<void> {
@@ -132,32 +143,39 @@ export class SnapshotApplier {
       return;
     }
     if (rewriter.failure !== null) this.errors.record(this.rewriteDb, rewriter.key, 'rewrite', rewriter.failure);
-    const pending = this.sendRewrite(rewriter.end(), rewriter.key);
-    if (rewriter.failure === null) {
-      const stats = this.stats;
-      this.rewriteLane!.marker(() => stats.rewritten++);
-    }
-    return pending;
+    const commands = rewriter.end();
+    const last = commands.length - 1;
+    return this.sendRewrite(commands, rewriter.key, (i, error, reply) => {
+      if (i !== last || rewriter.failure !== null || error) return;
+      // RENAMENX answers 0 when the name is taken: a key of another merged database.
+      if (rewriter.renamedWith === 'RENAMENX' && reply === 0) {
+        this.errors.record(this.rewriteDb, rewriter.key, 'RENAMENX', collisionHint('BUSYKEY Target key name already exists.', false));
+      } else this.stats.rewritten++;
+    });
   }
 
-  private sendRewrite(commands: Command[], key: Buffer): void | Promise<void> {
-    const lane = this.rewriteLane!;
+  private sendRewrite(commands: Command[], key: Buffer, after?: (index: number, error: string | null, reply: unknown) => void): void | Promise<void> {
+    const route = this.rewriteRoute!;
     const db = this.rewriteDb;
-    for (const command of commands) {
+    commands.forEach((command, i) => {
       const name = String(command[0]);
-      lane.send(db, command, (error) => {
+      route.send(encodeCommand(command), (error, reply) => {
         if (error) this.errors.record(db, key, name, error);
+        after?.(i, error, reply);
       });
-    }
-    if (lane.full) return lane.waitForRoom();
+    });
+    if (route.full) return route.waitForRoom();
   }
 
-  /** Functions and scripts belong to the server, not to a database. */
-  private serverWide(args: Command, name: string): void | Promise<void> {
-    const lane = this.writer.lanes[0]!;
-    lane.send(0, args, (error) => {
+  /** Functions and scripts belong to the server (every master of a cluster), not to a database. */
+  private serverWide(args: Command, name: string): void {
+    this.target.broadcast(encodeCommand(args), (error) => {
       if (error) this.errors.record(0, null, name, error);
     });
-    if (lane.full) return lane.waitForRoom();
   }
+}
+
+/** BUSYKEY on a write without REPLACE means two source databases hold the same key name. */
+function collisionHint(error: string, replace: boolean): string {
+  return !replace && error.startsWith('BUSYKEY') ? `${error} (key collision: the same name exists in another source database merged into this one)` : error;
 }

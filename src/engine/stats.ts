@@ -44,12 +44,22 @@ export interface Checkpoint {
   db: number;
 }
 
+/** One source master's replication (a standalone source has exactly one). */
+export interface ShardProgress {
+  source: string;
+  phase: 'connecting' | 'snapshot' | 'incremental' | 'done' | 'stopped' | 'failed';
+  replid: string | null;
+  checkpoint: Checkpoint | null;
+  stream: StreamStats;
+}
+
 /** A point-in-time view of a migration, for the CLI, the JSON output and (later) the API. */
 export interface MigrationProgress {
   phase: MigrationPhase;
   replid: string | null;
-  /** Null until the stream phase has begun. */
+  /** Null until the stream phase has begun (the first shard's; every shard's is in `shards`). */
   checkpoint: Checkpoint | null;
+  shards: ShardProgress[];
   snapshot: SnapshotStats;
   stream: StreamStats;
   errors: { count: number; byCode: Record<string, number>; recent: WriteError[] };

@@ -27,15 +27,17 @@ const restoreCrc = new Crc64();
  * byte, value, version, CRC64) is written straight into the command, so a key's value is
  * copied once on its way from the snapshot to the target's socket.
  */
-export function encodeRestore(entry: WholeKeyEntry, ttl: number, rdbVersion: number, options: readonly string[]): Buffer {
+export function encodeRestore(entry: WholeKeyEntry, ttl: number, rdbVersion: number, options: readonly string[], keyPrefix: Buffer | null = null): Buffer {
   const ttlText = String(ttl);
   const payloadLength = 1 + entry.valueLength + 10;
-  const head = `*${4 + options.length}\r\n$7\r\nRESTORE\r\n$${entry.keyLength}\r\n`;
+  const prefixLength = keyPrefix?.length ?? 0;
+  const head = `*${4 + options.length}\r\n$7\r\nRESTORE\r\n$${entry.keyLength + prefixLength}\r\n`;
   const mid = `\r\n$${ttlText.length}\r\n${ttlText}\r\n$${payloadLength}\r\n`;
   let tail = '\r\n';
   for (const o of options) tail += `$${o.length}\r\n${o}\r\n`;
-  const out = Buffer.allocUnsafe(head.length + entry.keyLength + mid.length + payloadLength + tail.length);
+  const out = Buffer.allocUnsafe(head.length + prefixLength + entry.keyLength + mid.length + payloadLength + tail.length);
   let at = out.write(head, 0, 'latin1');
+  if (keyPrefix) at += keyPrefix.copy(out, at);
   at += entry.copyKey(out, at);
   at += out.write(mid, at, 'latin1');
   const payloadStart = at;

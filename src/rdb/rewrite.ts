@@ -34,6 +34,8 @@ function streamId(id: StreamId): string {
 export interface KeyRewriterOptions {
   /** The target knows XSETID ENTRIESADDED/MAXDELETEDID and XGROUP CREATE ENTRIESREAD (7.0+). */
   streamCounters: boolean;
+  /** False: do not overwrite an existing key (RENAMENX instead of RENAME). Default true. */
+  replace?: boolean;
 }
 
 /**
@@ -59,6 +61,11 @@ export class KeyRewriter {
 
   get key(): Buffer {
     return this.header.key;
+  }
+
+  /** RENAME, or RENAMENX when existing keys must not be overwritten. */
+  get renamedWith(): 'RENAME' | 'RENAMENX' {
+    return this.options.replace === false ? 'RENAMENX' : 'RENAME';
   }
 
   /** Set when the key cannot be rebuilt; the caller reports it and the key is skipped. */
@@ -164,7 +171,7 @@ export class KeyRewriter {
     const out: Command[] = [];
     // RENAME first: an expiry already in the past deletes the key it is set on, and on the
     // temporary key that would leave the old value of the real key in place.
-    out.push(['RENAME', this.temp, this.header.key]);
+    out.push([this.renamedWith, this.temp, this.header.key]);
     if (this.header.expireAtMs !== null) out.push(['PEXPIREAT', this.header.key, this.header.expireAtMs]);
     return out;
   }

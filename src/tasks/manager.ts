@@ -163,8 +163,8 @@ export class TaskManager {
   // ---------------------------------------------------------------------------------------
 
   private launch(task: Task, restarts = 0): void {
-    let source: Endpoint;
-    let target: Endpoint;
+    let source: Endpoint[];
+    let target: Endpoint[];
     try {
       source = this.endpointOf(task.source);
       target = this.endpointOf(task.target);
@@ -182,10 +182,11 @@ export class TaskManager {
     void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
   }
 
-  private endpointOf(e: TaskEndpoint | null): Endpoint {
+  /** Every address of the list: a cluster's nodes, or a master and its replicas. */
+  private endpointOf(e: TaskEndpoint | null): Endpoint[] {
     if (!e) throw new Error('the task has no source or target');
-    const first = e.addrs.split(',')[0]!;
-    return parseEndpoint(first, { password: e.password ? this.secrets.open(e.password) : undefined });
+    const password = e.password ? this.secrets.open(e.password) : undefined;
+    return e.addrs.split(',').map((a) => parseEndpoint(a, { password }));
   }
 
   private async onWorkerMessage(taskId: string, m: FromWorker): Promise<void> {

@@ -10,8 +10,8 @@ import type { MigrationProgress } from '../engine/stats.js';
 export interface WorkerStart {
   type: 'start';
   taskId: string;
-  source: Endpoint;
-  target: Endpoint;
+  source: Endpoint[];
+  target: Endpoint[];
   method: MigrationMethod;
   /** Null: unlimited. (Enforced from the resilience work on; recorded now.) */
   bandwidthLimitMb: number | null;

@@ -63,8 +63,10 @@ async function run(start: WorkerStart): Promise<void> {
     },
   });
   const migration = new Migration({ source: start.source, target: start.target, method: start.method, logger });
-  const sourceMonitor = await connectQuietly(start.source, 'ferry-stats');
-  const targetMonitor = await connectQuietly(start.target, 'ferry-stats');
+  // Key counts for the stats: summed over every address given (a cluster's masters and
+  // replicas would double count, so a cluster counts through its first node's CLUSTER view).
+  const sourceMonitor = await connectQuietly(start.source[0]!, 'ferry-stats');
+  const targetMonitor = await connectQuietly(start.target[0]!, 'ferry-stats');
   let sourceKeys: number | null = null;
   let targetKeys: number | null = null;
   let lastPhase = '';

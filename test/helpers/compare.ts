@@ -58,16 +58,16 @@ function show(v: Buffer | string | undefined | null, max = 60): string {
 }
 
 // latin1 maps bytes 1:1 onto string code units: a cheap, lossless Map key for binary names.
-const bkey = (b: Buffer): string => b.toString('latin1');
-const unkey = (s: string): Buffer => Buffer.from(s, 'latin1');
+export const bkey = (b: Buffer): string => b.toString('latin1');
+export const unkey = (s: string): Buffer => Buffer.from(s, 'latin1');
 
-interface KeyspaceDb {
+export interface KeyspaceDb {
   keys: number;
   /** Hashes with field TTLs (INFO keyspace `subexpiry`, 7.4+); undefined before 7.4. */
   subexpiry: number | undefined;
 }
 
-async function keyspace(server: RedisServer): Promise<Map<number, KeyspaceDb>> {
+export async function keyspace(server: RedisServer): Promise<Map<number, KeyspaceDb>> {
   const info = await server.client(0).info('keyspace');
   const out = new Map<number, KeyspaceDb>();
   for (const line of info.split(/\r?\n/)) {
@@ -80,7 +80,7 @@ async function keyspace(server: RedisServer): Promise<Map<number, KeyspaceDb>> {
   return out;
 }
 
-async function scanKeys(c: Redis): Promise<Map<string, Buffer>> {
+export async function scanKeys(c: Redis): Promise<Map<string, Buffer>> {
   const keys = new Map<string, Buffer>();
   let cursor = '0';
   do {
@@ -98,17 +98,24 @@ function isUnknownCommand(err: unknown): boolean {
 // ---------------------------------------------------------------------------------------------
 // Per-type comparisons. Each returns the differences found (kind 'value' unless noted).
 
-interface Found {
+/** One difference in one key (the caller knows which key and db). */
+export interface Found {
   kind: DifferenceKind;
   detail: string;
 }
 
-async function compareString(a: Redis, b: Redis, key: Buffer): Promise<Found[]> {
-  const [la, lb] = await Promise.all([a.strlen(key), b.strlen(key)]);
+/** A key's name on each side: the same unless a db/prefix mapping renames it. */
+interface KeyPair {
+  a: Buffer;
+  b: Buffer;
+}
+
+async function compareString(a: Redis, b: Redis, k: KeyPair): Promise<Found[]> {
+  const [la, lb] = await Promise.all([a.strlen(k.a), b.strlen(k.b)]);
   if (la !== lb) return [{ kind: 'value', detail: `string length ${la} vs ${lb}` }];
   for (let off = 0; off < la; off += STRING_CHUNK) {
     const end = Math.min(la, off + STRING_CHUNK) - 1;
-    const [va, vb] = await Promise.all([a.getrangeBuffer(key, off, end), b.getrangeBuffer(key, off, end)]);
+    const [va, vb] = await Promise.all([a.getrangeBuffer(k.a, off, end), b.getrangeBuffer(k.b, off, end)]);
     if (!va.equals(vb)) {
       let i = 0;
       while (i < va.length && va[i] === vb[i]) i++;
@@ -118,12 +125,12 @@ async function compareString(a: Redis, b: Redis, key: Buffer): Promise<Found[]> 
   return [];
 }
 
-async function compareList(a: Redis, b: Redis, key: Buffer): Promise<Found[]> {
-  const [la, lb] = await Promise.all([a.llen(key), b.llen(key)]);
+async function compareList(a: Redis, b: Redis, k: KeyPair): Promise<Found[]> {
+  const [la, lb] = await Promise.all([a.llen(k.a), b.llen(k.b)]);
   if (la !== lb) return [{ kind: 'value', detail: `list length ${la} vs ${lb}` }];
   for (let start = 0; start < la; start += LIST_CHUNK) {
     const stop = Math.min(la, start + LIST_CHUNK) - 1;
-    const [ca, cb] = await Promise.all([a.lrangeBuffer(key, start, stop), b.lrangeBuffer(key, start, stop)]);
+    const [ca, cb] = await Promise.all([a.lrangeBuffer(k.a, start, stop), b.lrangeBuffer(k.b, start, stop)]);
     for (let i = 0; i < Math.max(ca.length, cb.length); i++) {
       const x = ca[i];
       const y = cb[i];
@@ -158,8 +165,8 @@ function setDiff(what: string, a: Set<string> | Map<string, unknown>, b: Set<str
   return out;
 }
 
-async function compareSet(a: Redis, b: Redis, key: Buffer): Promise<Found[]> {
-  const [ma, mb] = await Promise.all([sscanAll(a, key), sscanAll(b, key)]);
+async function compareSet(a: Redis, b: Redis, k: KeyPair): Promise<Found[]> {
+  const [ma, mb] = await Promise.all([sscanAll(a, k.a), sscanAll(b, k.b)]);
   return setDiff('set members', ma, mb);
 }
 
@@ -191,8 +198,8 @@ function sameScore(x: string, y: string): boolean {
   return x === y || parseScore(x) === parseScore(y);
 }
 
-async function compareZset(a: Redis, b: Redis, key: Buffer): Promise<Found[]> {
-  const [za, zb] = await Promise.all([zrangeAll(a, key), zrangeAll(b, key)]);
+async function compareZset(a: Redis, b: Redis, k: KeyPair): Promise<Found[]> {
+  const [za, zb] = await Promise.all([zrangeAll(a, k.a), zrangeAll(b, k.b)]);
   const out = setDiff('zset members', za, zb);
   for (const [m, sa] of za) {
     const sb = zb.get(m);
@@ -226,7 +233,7 @@ async function fieldExpireTimes(c: Redis, key: Buffer, fields: string[]): Promis
   return out;
 }
 
-interface HashTtlMode {
+export interface HashTtlMode {
   /** Whether each side can answer HPEXPIRETIME at all. */
   source: boolean;
   target: boolean;
@@ -235,8 +242,8 @@ interface HashTtlMode {
   toleranceMs: number;
 }
 
-async function compareHash(a: Redis, b: Redis, key: Buffer, ttl: HashTtlMode): Promise<Found[]> {
-  const [ha, hb] = await Promise.all([hscanAll(a, key), hscanAll(b, key)]);
+async function compareHash(a: Redis, b: Redis, k: KeyPair, ttl: HashTtlMode): Promise<Found[]> {
+  const [ha, hb] = await Promise.all([hscanAll(a, k.a), hscanAll(b, k.b)]);
   const out = setDiff('hash fields', ha, hb);
   for (const [f, va] of ha) {
     const vb = hb.get(f);
@@ -248,7 +255,7 @@ async function compareHash(a: Redis, b: Redis, key: Buffer, ttl: HashTtlMode): P
   if (!ttl.needed || (!ttl.source && !ttl.target)) return out;
   const common = [...ha.keys()].filter((f) => hb.has(f));
   if (ttl.source && ttl.target) {
-    const [ta, tb] = await Promise.all([fieldExpireTimes(a, key, common), fieldExpireTimes(b, key, common)]);
+    const [ta, tb] = await Promise.all([fieldExpireTimes(a, k.a, common), fieldExpireTimes(b, k.b, common)]);
     for (const f of common) {
       const x = ta.get(f) ?? -1;
       const y = tb.get(f) ?? -1;
@@ -260,7 +267,7 @@ async function compareHash(a: Redis, b: Redis, key: Buffer, ttl: HashTtlMode): P
     }
   } else if (ttl.source) {
     // the target cannot hold field TTLs: a difference only if the source has any
-    const ta = await fieldExpireTimes(a, key, common);
+    const ta = await fieldExpireTimes(a, k.a, common);
     const withTtl = [...ta].filter(([, t]) => t >= 0);
     if (withTtl.length > 0) out.push({ kind: 'ttl', detail: `${withTtl.length} hash field TTL(s) in source, target has no field TTL support` });
   }
@@ -349,13 +356,13 @@ function sameEntry(x: [Buffer, Buffer[]], y: [Buffer, Buffer[]]): boolean {
   return x[1].every((v, i) => v.equals(y[1][i] as Buffer));
 }
 
-async function compareStream(a: Redis, b: Redis, key: Buffer): Promise<Found[]> {
+async function compareStream(a: Redis, b: Redis, k: KeyPair): Promise<Found[]> {
   const out: Found[] = [];
   // entries, in order, chunk by chunk
   let start = '-';
   let index = 0;
   for (;;) {
-    const [ea, eb] = await Promise.all([xrangeChunk(a, key, start), xrangeChunk(b, key, start)]);
+    const [ea, eb] = await Promise.all([xrangeChunk(a, k.a, start), xrangeChunk(b, k.b, start)]);
     for (let i = 0; i < Math.max(ea.length, eb.length); i++) {
       const x = ea[i];
       const y = eb[i];
@@ -370,8 +377,8 @@ async function compareStream(a: Redis, b: Redis, key: Buffer): Promise<Found[]> 
   }
   // metadata, groups, PELs, consumers
   const [ia, ib] = await Promise.all([
-    a.callBuffer('XINFO', 'STREAM', key, 'FULL', 'COUNT', 0) as Promise<Reply>,
-    b.callBuffer('XINFO', 'STREAM', key, 'FULL', 'COUNT', 0) as Promise<Reply>,
+    a.callBuffer('XINFO', 'STREAM', k.a, 'FULL', 'COUNT', 0) as Promise<Reply>,
+    b.callBuffer('XINFO', 'STREAM', k.b, 'FULL', 'COUNT', 0) as Promise<Reply>,
   ]);
   const ma = flat(ia);
   const mb = flat(ib);
@@ -421,7 +428,7 @@ async function functionLibraries(server: RedisServer): Promise<Map<string, strin
   }
 }
 
-async function compareFunctions(source: RedisServer, target: RedisServer): Promise<Difference[]> {
+export async function compareFunctions(source: RedisServer, target: RedisServer): Promise<Difference[]> {
   const [fa, fb] = await Promise.all([functionLibraries(source), functionLibraries(target)]);
   const out: Difference[] = [];
   const a = fa ?? new Map<string, string>();
@@ -439,7 +446,7 @@ async function compareFunctions(source: RedisServer, target: RedisServer): Promi
 }
 
 /** INFO keyspace `subexpiry` counts hashes with field TTLs; without it (pre-7.4) assume none. */
-function mayHaveFieldTtls(db: KeyspaceDb | undefined, server: RedisServer): boolean {
+export function mayHaveFieldTtls(db: KeyspaceDb | undefined, server: RedisServer): boolean {
   if (!db || !server.features.hashFieldTtl) return false;
   return db.subexpiry === undefined || db.subexpiry > 0;
 }
@@ -472,6 +479,49 @@ function dbPairs(srcSpace: Map<number, KeyspaceDb>, tgtSpace: Map<number, Keyspa
   return [...pairs.values()].sort((x, y) => (x.src ?? x.tgt) - (y.src ?? y.tgt));
 }
 
+/**
+ * Compares one key: `sk` read through `sc` against `tk` read through `tc` (the names differ
+ * when a mapping renames keys). An undefined connection means that side cannot hold the key.
+ * Nothing is reported for a key that is gone on both sides (expired or deleted meanwhile).
+ */
+export async function compareKeyPair(
+  sc: Redis | undefined,
+  sk: Buffer,
+  tc: Redis | undefined,
+  tk: Buffer,
+  ttlMode: HashTtlMode,
+): Promise<Found[]> {
+  const tolerance = ttlMode.toleranceMs;
+  const absent = Promise.resolve(['none', -2] as const);
+  const [[ts, ps], [tt, pt]] = await Promise.all([
+    sc ? Promise.all([sc.type(sk), sc.pttl(sk)]) : absent,
+    tc ? Promise.all([tc.type(tk), tc.pttl(tk)]) : absent,
+  ]);
+  if (ts === 'none' && tt === 'none') return [];
+  if (tt === 'none') return [{ kind: 'missing', detail: `${ts} missing on target` }];
+  if (ts === 'none') return [{ kind: 'extra', detail: `${tt} only on target` }];
+  if (ts !== tt) return [{ kind: 'type', detail: `${ts} vs ${tt}` }];
+  const a = sc as Redis;
+  const b = tc as Redis;
+  const k: KeyPair = { a: sk, b: tk };
+  let found: Found[];
+  switch (ts) {
+    case 'string': found = await compareString(a, b, k); break;
+    case 'list': found = await compareList(a, b, k); break;
+    case 'set': found = await compareSet(a, b, k); break;
+    case 'zset': found = await compareZset(a, b, k); break;
+    case 'hash': found = await compareHash(a, b, k, ttlMode); break;
+    case 'stream': found = await compareStream(a, b, k); break;
+    default: found = [{ kind: 'value', detail: `cannot compare values of type ${ts}` }];
+  }
+  if ((ps < 0) !== (pt < 0)) {
+    found.push({ kind: 'ttl', detail: `PTTL ${ps < 0 ? 'none' : ps} vs ${pt < 0 ? 'none' : pt}` });
+  } else if (ps >= 0 && Math.abs(ps - pt) > tolerance) {
+    found.push({ kind: 'ttl', detail: `PTTL ${ps} vs ${pt} (tolerance ${tolerance} ms)` });
+  }
+  return found;
+}
+
 export async function compareServers(source: RedisServer, target: RedisServer, opts: CompareOptions = {}): Promise<Difference[]> {
   const tolerance = opts.ttlToleranceMs ?? 2000;
   const concurrency = opts.concurrency ?? 32;
@@ -496,31 +546,8 @@ export async function compareServers(source: RedisServer, target: RedisServer, o
     const compareKey = async (name: string): Promise<void> => {
       const key = unkey(name);
       const printable = printableKey(key);
-      const [[ts, ps], [tt, pt]] = await Promise.all([
-        sc ? Promise.all([sc.type(key), sc.pttl(key)]) : Promise.resolve(['none', -2] as const),
-        Promise.all([tc.type(key), tc.pttl(key)]),
-      ]);
-      if (ts === 'none' && tt === 'none') return; // expired or deleted during the scan
-      if (tt === 'none') return void diffs.push({ db, key: printable, kind: 'missing', detail: `${ts} missing on target` });
-      if (ts === 'none') return void diffs.push({ db, key: printable, kind: 'extra', detail: `${tt} only on target` });
-      if (ts !== tt) return void diffs.push({ db, key: printable, kind: 'type', detail: `${ts} vs ${tt}` });
-      const a = sc as Redis;
-      let found: Found[];
-      switch (ts) {
-        case 'string': found = await compareString(a, tc, key); break;
-        case 'list': found = await compareList(a, tc, key); break;
-        case 'set': found = await compareSet(a, tc, key); break;
-        case 'zset': found = await compareZset(a, tc, key); break;
-        case 'hash': found = await compareHash(a, tc, key, ttlMode); break;
-        case 'stream': found = await compareStream(a, tc, key); break;
-        default: found = [{ kind: 'value', detail: `cannot compare values of type ${ts}` }];
-      }
+      const found = await compareKeyPair(sc, key, tc, key, ttlMode);
       for (const f of found) diffs.push({ db, key: printable, kind: f.kind, detail: f.detail });
-      if ((ps < 0) !== (pt < 0)) {
-        diffs.push({ db, key: printable, kind: 'ttl', detail: `PTTL ${ps < 0 ? 'none' : ps} vs ${pt < 0 ? 'none' : pt}` });
-      } else if (ps >= 0 && Math.abs(ps - pt) > tolerance) {
-        diffs.push({ db, key: printable, kind: 'ttl', detail: `PTTL ${ps} vs ${pt} (tolerance ${tolerance} ms)` });
-      }
     };
 
     for (let i = 0; i < all.length; i += concurrency) {
