@@ -40,7 +40,8 @@ export async function executeRewrite(steps: readonly RewriteStep[], router: Clus
             break;
           }
           const dumped = value as { payload: Buffer; pttl: number };
-          const ttl = step.ttl === 'keep' && dumped.pttl > 0 ? dumped.pttl : 0;
+          // PTTL 0 means "expires within the millisecond", not "persistent" (-1): keep it volatile.
+          const ttl = step.ttl === 'keep' && dumped.pttl !== -1 ? Math.max(1, dumped.pttl) : 0;
           await router.call(step.slot, step.replace ? ['RESTORE', step.key, ttl, dumped.payload, 'REPLACE'] : ['RESTORE', step.key, ttl, dumped.payload]);
           break;
         }

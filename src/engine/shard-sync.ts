@@ -4,6 +4,7 @@ import { restorableOn } from '../rdb/dump.js';
 import type { StreamCommand } from '../resp/command-stream.js';
 import { ReplicaLink, TransientSourceError, type SyncStart } from '../source/replica-link.js';
 import type { Target } from '../target/target.js';
+import { TargetConnection } from '../target/connection.js';
 import type { DbMapper } from './db-map.js';
 import type { WriteErrorLog } from './errors.js';
 import { LagClock } from './lag-clock.js';
@@ -82,13 +83,37 @@ export class ShardSync {
         if (this.stopRequested) return;
         if (!(e instanceof TransientSourceError) || this.phase !== 'connecting') {
           this.setPhase('failed');
-          throw e;
+          throw (await this.explainFailover()) ?? e;
         }
         const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
         this.options.logger.warn({ shard: this.name, attempt, delayMs: delay, reason: e.message }, 'source not ready, retrying');
         await new Promise((r) => setTimeout(r, delay));
         if (this.stopRequested) return;
       }
+    }
+  }
+
+  /**
+   * When the link breaks, a master that has become a replica means a failover happened: say
+   * so plainly (following the new master without a full resync is the resilience work's job).
+   */
+  private async explainFailover(): Promise<Error | null> {
+    const o = this.options.source;
+    let probe: TargetConnection | null = null;
+    try {
+      probe = await TargetConnection.connect({ host: o.host, port: o.port, user: o.user, password: o.password, name: 'ferry-probe', connectTimeoutMs: 3000 });
+      const reply = await probe.call(['INFO', 'replication']);
+      const text = Buffer.isBuffer(reply) ? reply.toString('latin1') : '';
+      if (/^role:slave/m.test(text)) {
+        const host = /^master_host:(.*)$/m.exec(text)?.[1]?.trim();
+        const port = /^master_port:(\d+)/m.exec(text)?.[1];
+        return new Error(`source master ${this.name} failed over: it is now a replica of ${host}:${port}; the shard cannot continue without a new full sync`);
+      }
+      return null;
+    } catch {
+      return null;
+    } finally {
+      void probe?.close().catch(() => undefined);
     }
   }
 

@@ -1,7 +1,7 @@
-import calculateSlot from 'cluster-key-slot';
 import type { Endpoint } from '../common/endpoint.js';
 import type { Deployment } from '../cluster/topology-types.js';
 import { ClusterRouter } from './cluster-router.js';
+import { slotOf } from '../cluster/split.js';
 import { TargetConnection } from './connection.js';
 import { Lane, TargetWriter, probeTarget, type ReplyHandler, type TargetInfo } from './writer.js';
 
@@ -71,7 +71,7 @@ export class ClusterTarget {
 
   /** A cluster has db 0 only: the caller maps every source db there (or refuses). */
   route(_db: number, key: Buffer): KeyRoute {
-    const slot = calculateSlot(key);
+    const slot = slotOf(key);
     let route = this.routes[slot];
     if (!route) {
       const router = this.router;

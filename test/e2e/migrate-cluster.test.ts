@@ -7,7 +7,7 @@ import { DbMapper } from '../../src/engine/db-map.js';
 import { parseEndpoint } from '../../src/common/endpoint.js';
 import type { MigrationProgress } from '../../src/engine/stats.js';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
-import { startCluster, moveSlots, type RedisCluster } from '../helpers/redis-cluster.js';
+import { failover, startCluster, moveSlots, type RedisCluster } from '../helpers/redis-cluster.js';
 import { compareClusters, type CompareSide } from '../helpers/compare-cluster.js';
 import { formatDifferences } from '../helpers/compare.js';
 import { populateAllTypes } from '../helpers/dataset.js';
@@ -202,6 +202,26 @@ describe('Redis Cluster sources and targets', () => {
       assert.equal(onlyDb1.errors.count, 0);
       assert.equal(await target.client().get('same-name'), 'from-db1');
       assert.equal(await target.client().get('only-in-0'), null);
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('detects a source shard failing over and fails with a clear reason', async () => {
+    const source = await startCluster({ masters: 3, replicasPerMaster: 1 });
+    const target = await startCluster({ masters: 3 });
+    try {
+      await source.client().set('k', 'v');
+      const m = migration(source, target);
+      const outcome = m.run().then(
+        () => null,
+        (e: Error) => e,
+      );
+      await waitForPhase(m, 'incremental');
+      await failover(source, source.nodes[3]!); // replica of the first master
+      const error = await outcome;
+      assert.match(String(error), /failed over: it is now a replica of 127\.0\.0\.1:\d+/);
     } finally {
       await source.stop();
       await target.stop();
