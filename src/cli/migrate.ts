@@ -64,14 +64,18 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
 
   const tty = process.stderr.isTTY && !opts.json;
   let lastPlain = 0;
+  let lastLine = '';
   const report = (p: MigrationProgress, final = false): void => {
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...p })}\n`);
     } else if (tty) {
       process.stderr.write(`\r\x1b[2K${progressLine(p)}${final ? '\n' : ''}`);
     } else if (final || Date.now() - lastPlain >= 5000) {
+      const line = progressLine(p);
+      if (line === lastLine) return;
       lastPlain = Date.now();
-      process.stderr.write(`${progressLine(p)}\n`);
+      lastLine = line;
+      process.stderr.write(`${line}\n`);
     }
   };
   migration.on('progress', (p: MigrationProgress) => report(p));

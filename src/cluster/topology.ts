@@ -383,8 +383,10 @@ async function followToMaster(first: Node, start: Endpoint, timeoutMs: number): 
     for (let hop = 0; ; hop++) {
       const repl = await node.info('replication');
       const role = repl.get('role');
-      if (role === 'master') return here;
-      if (role !== 'slave') throw new TopologyError(`${describeEndpoint(here)} reports an unknown role "${role ?? ''}"`);
+      // No role line: not a Redis we know how to read (a proxy, a stand-in); take it as it is
+      // and let the replication handshake speak for it.
+      if (role === 'master' || role === undefined || role === '') return here;
+      if (role !== 'slave') throw new TopologyError(`${describeEndpoint(here)} reports an unknown role "${role}"`);
       const masterHost = repl.get('master_host') ?? '';
       const masterPort = Number(repl.get('master_port'));
       if (masterHost === '' || !Number.isInteger(masterPort) || masterPort < 1 || masterPort > 65535) {
@@ -399,10 +401,11 @@ async function followToMaster(first: Node, start: Endpoint, timeoutMs: number): 
       let opened: Node;
       try {
         opened = await Node.open(next, timeoutMs);
-      } catch (err) {
-        throw new TopologyError(
-          `${describeEndpoint(here)} is a replica of ${label}, which is unreachable: ${reason(err)}`,
-        );
+      } catch {
+        // The master is down (or not reachable from here): follow the replica itself, which
+        // carries the same history; it answers -NOMASTERLINK until it is linked again, and the
+        // replica link waits for that.
+        return here;
       }
       if (node !== first) node.close();
       node = opened;
@@ -457,5 +460,5 @@ export async function discoverDeployment(addrs: readonly Endpoint[], opts: Disco
       node.close();
     }
   }
-  throw new TopologyError(`no address answered:\n${failures.map((f) => `  ${f}`).join('\n')}`);
+  throw new TopologyError(`no address answered (${failures.join('; ')})`);
 }

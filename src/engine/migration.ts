@@ -93,8 +93,12 @@ export class Migration extends EventEmitter {
     try {
       const sourceList = list(this.options.source);
       const targetList = list(this.options.target);
-      const source = await discoverDeployment(sourceList);
-      const targetDeployment = await discoverDeployment(targetList);
+      const source = await discoverDeployment(sourceList).catch((e: Error) => {
+        throw new Error(`source: ${e.message}`);
+      });
+      const targetDeployment = await discoverDeployment(targetList).catch((e: Error) => {
+        throw new Error(`target: ${e.message}`);
+      });
       const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password }, (error) => {
         this.targetLost ??= new Error(`lost the target: ${error.message}`);
         for (const s of this.shards) s.stop();
