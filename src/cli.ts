@@ -27,6 +27,8 @@ program
   .option('--drop-flush', 'do not forward FLUSHALL / FLUSHDB')
   .option('--rewrite', 'rebuild every key with type commands instead of RESTORE')
   .option('--lanes <n>', 'pipelined target connections during the snapshot', '4')
+  .option('--resume <mode>', 'auto: on a lost source link reconnect forever and resume (PSYNC); manual: fail', 'manual')
+  .option('--bandwidth-limit <mb>', 'MB/s read from the source, all shards together (1-10240)')
   .option('--log-level <level>', 'log level on stderr: error, warn, info, debug', 'warn')
   .action(async (opts) => {
     process.exitCode = await migrateCommand(opts);

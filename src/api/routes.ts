@@ -159,6 +159,7 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
     if (bandwidth !== null) task.bandwidthLimitMb = bandwidth;
     task.updatedAt = new Date().toISOString();
     await store.updateTask(task);
+    manager.applyUpdate(task);
     await manager.log(task.id, 'INFO', 'UPDATED', `updated: resume_mode ${task.resumeMode}${bandwidth !== null ? `, bandwidth ${bandwidth} MB/s` : ''}`);
     return {};
   });

@@ -22,6 +22,8 @@ export interface MigrateCommandOptions {
   rewrite?: boolean;
   lanes?: string;
   logLevel?: string;
+  resume?: string;
+  bandwidthLimit?: string;
 }
 
 const METHODS: Record<string, MigrationMethod> = {
@@ -35,6 +37,19 @@ export function parseMethod(text: string): MigrationMethod {
   const method = METHODS[text.toLowerCase()];
   if (!method) throw new Error(`invalid --method "${text}": use full, incremental, full_amount_migration or incremental_migration`);
   return method;
+}
+
+function parseResume(text: string | undefined): 'auto' | 'manual' {
+  if (text === undefined || text === 'manual') return 'manual';
+  if (text === 'auto') return 'auto';
+  throw new Error(`invalid --resume "${text}": use auto or manual`);
+}
+
+function parseBandwidth(text: string | undefined): number | null {
+  if (text === undefined) return null;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 10240) throw new Error(`invalid --bandwidth-limit "${text}": an integer from 1 to 10240 (MB/s)`);
+  return n;
 }
 
 /** ADDRS: one address or a comma-separated list (cluster nodes, or a master and its replicas). */
@@ -60,6 +75,8 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     rewrite: opts.rewrite ? 'always' : 'auto',
     lanes: opts.lanes ? Number(opts.lanes) : undefined,
     logger,
+    resumeMode: parseResume(opts.resume),
+    bandwidthLimitMb: parseBandwidth(opts.bandwidthLimit),
   });
 
   const tty = process.stderr.isTTY && !opts.json;

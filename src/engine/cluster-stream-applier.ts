@@ -222,6 +222,15 @@ export class ClusterStreamApplier implements StreamSink {
     return this.room();
   }
 
+  /** The source link broke: drop a half-received transaction, wait for what was sent. */
+  async interrupted(): Promise<void> {
+    this.inTransaction = false;
+    this.queued = [];
+    await this.router.drain();
+    this.sourceDb = this.selectedDbAtApplied;
+    this.placement = this.dbs.placement(this.sourceDb);
+  }
+
   private room(): void | Promise<void> {
     if (this.router.full) return this.router.waitForRoom();
   }

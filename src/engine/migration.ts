@@ -4,6 +4,7 @@ import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { discoverDeployment } from '../cluster/topology.js';
 import type { Deployment } from '../cluster/topology-types.js';
 import { TargetConnection } from '../target/connection.js';
+import type { Reply } from '../resp/reply-decoder.js';
 import { openTarget, type Target } from '../target/target.js';
 import { ClusterStreamApplier } from './cluster-stream-applier.js';
 import { DbMapper } from './db-map.js';
@@ -11,6 +12,8 @@ import { WriteErrorLog } from './errors.js';
 import { ShardSync, type StreamSink } from './shard-sync.js';
 import { emptySnapshotStats, emptyStreamStats, type MigrationPhase, type MigrationProgress, type ShardProgress, type StreamStats } from './stats.js';
 import { StreamApplier } from './stream-applier.js';
+import { Throttle } from '../source/throttle.js';
+import { encodeCommand } from '../resp/encode.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -32,9 +35,33 @@ export interface MigrationOptions {
   logger: Logger;
   /** How often progress is emitted and the source's offsets polled. */
   pollIntervalMs?: number;
+  /** auto: a lost source link is re-established forever, resuming with PSYNC; manual (default): the first loss fails. */
+  resumeMode?: 'auto' | 'manual';
+  /** MB/s read from the source, all shards together; null or absent: unlimited. */
+  bandwidthLimitMb?: number | null;
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
+
+/**
+ * How to empty what a single-source migration wrote, before a full resync: every target db the
+ * source's dbs land in (FLUSHDB), or every master of a cluster. Not possible with key prefixes
+ * (other data may share the db): null, and the shard warns instead.
+ */
+function purgeFor(target: Target, dbs: DbMapper, sourceDbs: readonly number[], logger: Logger): (() => Promise<void>) | null {
+  const places = [...new Set([0, ...sourceDbs])].map((db) => dbs.placement(db)).filter((p): p is NonNullable<typeof p> => p !== null);
+  if (places.some((p) => p.prefix !== null)) return null;
+  const targetDbs = [...new Set(places.map((p) => p.db))];
+  return async () => {
+    logger.warn({ dbs: targetDbs }, 'purging the target before the full resync');
+    if (target.kind === 'cluster') {
+      await new Promise<void>((resolve, reject) => target.broadcast(encodeCommand(['FLUSHALL']), (e) => (e ? reject(new Error(e)) : resolve())));
+      return;
+    }
+    const lane = target.writer.lanes[0]!;
+    await Promise.all(targetDbs.map((db) => new Promise<void>((resolve, reject) => lane.send(db, ['FLUSHDB'], (e) => (e ? reject(new Error(e)) : resolve())))));
+  };
+}
 
 /**
  * One migration from a source deployment to a target deployment: one ShardSync per source
@@ -47,7 +74,7 @@ export class Migration extends EventEmitter {
   private readonly snapshot = emptySnapshotStats();
   private readonly errors: WriteErrorLog;
   private shards: ShardSync[] = [];
-  private monitors: (TargetConnection | null)[] = [];
+  private monitors: Monitor[] = [];
   private target: Target | null = null;
   private stopRequested = false;
   private synced = false;
@@ -55,15 +82,29 @@ export class Migration extends EventEmitter {
   private targetLost: Error | null = null;
   private timer: NodeJS.Timeout | null = null;
   private syncedResolve: (() => void) | null = null;
+  private readonly throttle: Throttle;
 
   constructor(private readonly options: MigrationOptions) {
     super();
     this.errors = new WriteErrorLog(options.logger);
+    this.throttle = new Throttle(options.bandwidthLimitMb ?? null);
+  }
+
+  /** Switches between reconnecting forever (auto) and failing on the first loss (manual). */
+  setResumeMode(mode: 'auto' | 'manual'): void {
+    this.options.resumeMode = mode;
+    for (const s of this.shards) s.setResumeMode(mode);
+  }
+
+  /** Changes the bandwidth limit of a running migration (effective from the next chunk read). */
+  setBandwidthLimit(limitMb: number | null): void {
+    this.throttle.setLimitMb(limitMb);
+    this.options.logger.info({ limitMb }, 'bandwidth limit changed');
   }
 
   progress(): MigrationProgress {
-    const shards: ShardProgress[] = this.shards.map((s) => ({ source: s.name, phase: s.phase, replid: s.replid, checkpoint: s.checkpoint(), stream: { ...s.stream } }));
-    if (this.phase === 'snapshot' || this.phase === 'connecting') this.snapshot.bytesRead = this.shards.reduce((n, s) => n + s.bytesReceived, 0);
+    const shards: ShardProgress[] = this.shards.map((s) => ({ source: s.name, phase: s.phase, replid: s.replid, checkpoint: s.checkpoint(), stream: { ...s.stream }, reconnects: s.reconnects, fullResyncs: s.fullResyncs }));
+    this.snapshot.bytesRead = this.shards.reduce((n, s) => n + s.bytesReceived, 0);
     const totals = this.shards.length === 1 ? { ...this.shards[0]!.stream } : sumStreams(this.shards.map((s) => s.stream));
     const known = this.shards.map((s) => s.snapshotBytesTotal);
     this.snapshot.bytesTotal = known.length > 0 && known.every((b) => b !== null) ? known.reduce((a, b) => a! + b!, 0) : null;
@@ -74,6 +115,8 @@ export class Migration extends EventEmitter {
       shards,
       snapshot: { ...this.snapshot },
       stream: totals,
+      reconnects: this.shards.reduce((n, s) => n + s.reconnects, 0),
+      fullResyncs: this.shards.reduce((n, s) => n + s.fullResyncs, 0),
       errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent] },
       failure: this.failure,
     };
@@ -110,13 +153,14 @@ export class Migration extends EventEmitter {
       const masters = source.kind === 'standalone' ? [source.master] : source.shards.map((s) => s.master);
       let dbs = this.options.dbs ?? new DbMapper();
       if (target.kind === 'cluster') dbs = dbs.withForcedDb(0);
-      this.monitors = await Promise.all(masters.map((m) => TargetConnection.connect({ host: m.host, port: m.port, user: m.user, password: m.password, name: 'ferry-monitor' }).catch(() => null)));
+      this.monitors = masters.map((m) => new Monitor(m));
       const keyspace = await this.sourceKeyspace();
       this.snapshot.keysExpected = keyspace.keys;
       dbs.noteSourceDbs(keyspace.dbs);
       if (this.stopRequested) throw new Error('stopped before start');
 
-      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs));
+      const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
+      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
 
@@ -153,13 +197,16 @@ export class Migration extends EventEmitter {
       if (this.timer) clearInterval(this.timer);
       for (const s of this.shards) s.stop();
       this.target?.close();
-      for (const m of this.monitors) void m?.close().catch(() => undefined);
+      for (const m of this.monitors) m.close();
     }
   }
 
-  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper): ShardSync {
+  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null): ShardSync {
     const o = this.options;
     return new ShardSync({
+      resumeMode: o.resumeMode ?? 'manual',
+      throttle: this.throttle,
+      purge,
       source: master,
       target,
       method: o.method,
@@ -181,8 +228,8 @@ export class Migration extends EventEmitter {
     const phases = this.shards.map((s) => s.phase);
     if (phases.includes('failed')) return;
     if (phases.includes('snapshot') || (phases.includes('connecting') && phases.some((p) => p !== 'connecting'))) this.setPhase('snapshot');
-    else if (phases.every((p) => p === 'incremental')) this.setPhase('incremental');
-    if (phases.some((p) => p === 'snapshot' || p === 'incremental' || p === 'done') && this.snapshot.finishedAt === null && phases.every((p) => p === 'incremental' || p === 'done')) {
+    else if (phases.every((p) => p === 'incremental' || p === 'reconnecting')) this.setPhase('incremental');
+    if (this.snapshot.finishedAt === null && phases.every((p) => p === 'incremental' || p === 'reconnecting' || p === 'done')) {
       this.snapshot.finishedAt = Date.now();
     }
   }
@@ -208,7 +255,7 @@ export class Migration extends EventEmitter {
       if (this.phase === 'incremental') {
         const offsets = await Promise.all(this.monitors.map((m) => sourceOffset(m)));
         this.shards.forEach((s, i) => s.updateLag(offsets[i] ?? null));
-        if (this.options.untilSynced && this.shards.every((s) => s.stream.lagBytes === 0)) {
+        if (this.options.untilSynced && this.shards.every((s) => s.phase === 'incremental' && s.stream.lagBytes === 0)) {
           this.synced = true;
           this.syncedResolve?.();
         }
@@ -225,7 +272,6 @@ export class Migration extends EventEmitter {
     let keys = 0;
     const dbs = new Set<number>();
     for (const m of this.monitors) {
-      if (!m) return { keys: null, dbs: [...dbs] };
       try {
         const reply = await m.call(['INFO', 'keyspace']);
         if (!Buffer.isBuffer(reply)) continue;
@@ -241,11 +287,40 @@ export class Migration extends EventEmitter {
   }
 }
 
-async function sourceOffset(monitor: TargetConnection | null): Promise<number | null> {
-  if (!monitor) return null;
-  const reply = await monitor.call(['INFO', 'replication']);
-  const m = Buffer.isBuffer(reply) ? /^master_repl_offset:(\d+)/m.exec(reply.toString('latin1')) : null;
-  return m ? Number(m[1]) : null;
+/** The source's own offset; null when it cannot be asked now (the lag is then unknown, never 0). */
+async function sourceOffset(monitor: Monitor): Promise<number | null> {
+  try {
+    const reply = await monitor.call(['INFO', 'replication']);
+    const m = Buffer.isBuffer(reply) ? /^master_repl_offset:(\d+)/m.exec(reply.toString('latin1')) : null;
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A connection to a source master for INFO polling, re-opened after it breaks. */
+class Monitor {
+  private connection: Promise<TargetConnection> | null = null;
+
+  constructor(private readonly endpoint: Endpoint) {}
+
+  async call(args: string[]): Promise<Reply> {
+    this.connection ??= TargetConnection.connect({ ...this.endpoint, name: 'ferry-monitor', connectTimeoutMs: 2000 });
+    const pending = this.connection;
+    try {
+      const c = await pending;
+      if (c.error) throw c.error;
+      return await c.call(args);
+    } catch (e) {
+      if (this.connection === pending) this.connection = null;
+      void pending.then((c) => c.destroy('replaced'), () => undefined);
+      throw e;
+    }
+  }
+
+  close(): void {
+    void this.connection?.then((c) => c.close(), () => undefined).catch(() => undefined);
+  }
 }
 
 /** Totals over shards: counts and lags add up; offsets are per shard (see `shards`). */

@@ -4,6 +4,7 @@ import { restorableOn } from '../rdb/dump.js';
 import type { StreamCommand } from '../resp/command-stream.js';
 import { ReplicaLink, TransientSourceError, type SyncStart } from '../source/replica-link.js';
 import type { Target } from '../target/target.js';
+import type { Throttle } from '../source/throttle.js';
 import { TargetConnection } from '../target/connection.js';
 import type { DbMapper } from './db-map.js';
 import type { WriteErrorLog } from './errors.js';
@@ -11,13 +12,19 @@ import { LagClock } from './lag-clock.js';
 import { SnapshotApplier } from './snapshot-applier.js';
 import { emptyStreamStats, type Checkpoint, type SnapshotStats, type StreamStats } from './stats.js';
 
-export type ShardPhase = 'connecting' | 'snapshot' | 'incremental' | 'done' | 'stopped' | 'failed';
+/** A failure that reconnecting cannot fix (the target is gone, the data cannot be read). */
+export class FatalShardError extends Error {}
+
+/** 'reconnecting': the link to the source was lost during the stream and is being re-established. */
+export type ShardPhase = 'connecting' | 'snapshot' | 'incremental' | 'reconnecting' | 'done' | 'stopped' | 'failed';
 
 /** What applies one shard's command stream to the target (standalone lane or cluster router). */
 export interface StreamSink {
   apply(command: StreamCommand): void | Promise<void>;
   /** The source db selected at the applied offset (for the checkpoint). */
   readonly selectedDbAtApplied: number;
+  /** The link broke: settle the target (open transaction, in-flight writes) before resuming. */
+  interrupted(): Promise<void>;
 }
 
 export interface ShardSyncOptions {
@@ -30,6 +37,15 @@ export interface ShardSyncOptions {
   logger: Logger;
   rewriteAlways: boolean;
   maxPayloadBytes?: number;
+  /** auto: reconnect forever and resume (PSYNC <replid> <offset>); manual: fail on the first loss. */
+  resumeMode?: 'auto' | 'manual';
+  throttle?: Throttle;
+  /**
+   * Empties what this shard wrote on the target, before a full resync that follows applied
+   * data: keys deleted on the source while the link was down must not survive. Null when it
+   * cannot be done safely (then a warning says so).
+   */
+  purge?: (() => Promise<void>) | null;
   /** Builds the stream applier; `applied` must be called with each newly applied offset. */
   makeStreamSink(stats: StreamStats, applied: (offset: number) => void): StreamSink;
 }
@@ -48,6 +64,12 @@ export class ShardSync {
   private sink: StreamSink | null = null;
   private stopRequested = false;
   private onPhase: (shard: ShardSync) => void = () => undefined;
+  /** Times the link was lost and re-established, and full resyncs after the first sync. */
+  reconnects = 0;
+  fullResyncs = 0;
+  /** Whether anything has been written to the target (a later full sync must purge first). */
+  private wroteSomething = false;
+  private wakeBackoff: (() => void) | null = null;
 
   constructor(private readonly options: ShardSyncOptions) {}
 
@@ -55,13 +77,21 @@ export class ShardSync {
     return describeEndpoint(this.options.source);
   }
 
+  /** Bytes of the (last) snapshot taken in, frozen when the snapshot ends. */
+  snapshotBytesRead: number | null = null;
+
   get bytesReceived(): number {
-    return this.link?.bytesReceived ?? 0;
+    return this.snapshotBytesRead ?? this.link?.bytesReceived ?? 0;
   }
 
   checkpoint(): Checkpoint | null {
     if (!this.link?.replid || !this.sink || this.phase === 'snapshot' || this.phase === 'connecting') return null;
+    if (!this.link.replid) return null;
     return { replid: this.link.replid, appliedOffset: this.link.appliedOffset, db: this.sink.selectedDbAtApplied };
+  }
+
+  setResumeMode(mode: 'auto' | 'manual'): void {
+    this.options.resumeMode = mode;
   }
 
   onPhaseChange(fn: (shard: ShardSync) => void): void {
@@ -71,26 +101,52 @@ export class ShardSync {
   stop(): void {
     this.stopRequested = true;
     this.link?.close();
+    this.wakeBackoff?.();
   }
 
   /** Resolves when the snapshot is done (full) or the shard is stopped; rejects on failure. */
   async run(): Promise<void> {
+    const o = this.options;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.runLink();
         return;
       } catch (e) {
         if (this.stopRequested) return;
-        if (!(e instanceof TransientSourceError) || this.phase !== 'connecting') {
+        const transient = e instanceof TransientSourceError;
+        const reconnect = transient || (o.resumeMode === 'auto' && !(e instanceof FatalShardError));
+        if (!reconnect) {
           this.setPhase('failed');
-          throw (await this.explainFailover()) ?? e;
+          throw (await this.explainFailover()) ?? this.withBufferHint(e as Error);
         }
-        const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt, 6));
-        this.options.logger.warn({ shard: this.name, attempt, delayMs: delay, reason: e.message }, 'source not ready, retrying');
-        await new Promise((r) => setTimeout(r, delay));
+        if (this.sink) await this.sink.interrupted().catch(() => undefined);
+        if (this.phase !== 'connecting') {
+          this.reconnects++;
+          if (this.phase === 'incremental') this.setPhase('reconnecting');
+          o.logger.warn({ shard: this.name, reconnects: this.reconnects, reason: this.withBufferHint(e as Error).message }, 'lost the source; reconnecting');
+        } else o.logger.warn({ shard: this.name, attempt, reason: (e as Error).message }, 'source not ready, retrying');
+        const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt - 1, 6));
+        await new Promise<void>((resolve) => {
+          this.wakeBackoff = resolve;
+          setTimeout(resolve, delay);
+        });
+        this.wakeBackoff = null;
         if (this.stopRequested) return;
       }
     }
+  }
+
+  /**
+   * A source drops a replica whose output buffer overflows (the target, or the bandwidth
+   * limit, slower than the source's writes): say which setting to raise.
+   */
+  private withBufferHint(e: Error): Error {
+    if (!/closed by the source/.test(e.message)) return e;
+    const behind = (this.stream.lagBytes ?? 0) > 16 * 1024 * 1024 || this.phase === 'snapshot';
+    if (!behind) return e;
+    return new Error(
+      `${e.message}: the source most likely dropped Ferry because its replica output buffer overflowed (Ferry was behind: the target or the bandwidth limit is slower than the source's writes); raise "client-output-buffer-limit replica" on the source (default 256mb 64mb 60), raise bandwidth_limit_mb, or speed up the target`,
+    );
   }
 
   /**
@@ -127,14 +183,22 @@ export class ShardSync {
     const o = this.options;
     const target = o.target;
     const snapshotApplier = new SnapshotApplier(target, o.snapshot, o.errors, o.dbs, o.logger);
-    const link = new ReplicaLink(o.source, { snapshotOnly: o.method === 'full' });
+    // Resume where the target stands, when it stands somewhere in the source's history.
+    const checkpoint = this.phase === 'reconnecting' ? this.checkpoint() : null;
+    const link = new ReplicaLink(o.source, {
+      snapshotOnly: o.method === 'full',
+      throttle: o.throttle,
+      ...(checkpoint ? { resumeFrom: { replid: checkpoint.replid, offset: checkpoint.appliedOffset } } : {}),
+    });
     this.link = link;
     if (this.stopRequested) link.close();
-    const sink = o.makeStreamSink(this.stream, (offset) => {
-      link.acknowledge(offset);
-      this.stream.appliedOffset = link.appliedOffset;
+    // One stream applier for the whole life of the shard: its db and offsets carry over.
+    this.sink ??= o.makeStreamSink(this.stream, (offset) => {
+      this.link?.acknowledge(offset);
+      this.stream.appliedOffset = this.link?.appliedOffset ?? offset;
     });
-    this.sink = sink;
+    const sink = this.sink;
+    let purgeFirst: Promise<void> | null = null;
 
     const done = link.run({
       parserOptions: {
@@ -145,20 +209,41 @@ export class ShardSync {
         this.replid = start.replid;
         this.stream.receivedOffset = this.stream.appliedOffset = start.offset;
         if (start.mode === 'full') {
+          if (this.wroteSomething) {
+            this.fullResyncs++;
+            o.logger.warn({ shard: this.name, fullResyncs: this.fullResyncs }, checkpoint ? 'the source could not continue from the checkpoint (backlog exceeded or another history): full resync' : 'full resync');
+            if (o.purge) purgeFirst = o.purge();
+            else if (o.purge === null) o.logger.warn({ shard: this.name }, 'keys deleted on the source while the link was down may survive on the target (the target cannot be purged per shard)');
+          }
           this.snapshotBytesTotal = start.snapshotBytes;
+          this.snapshotBytesRead = null;
           o.snapshot.startedAt ??= Date.now();
           o.logger.info({ shard: this.name, replid: start.replid, offset: start.offset, framing: start.framing }, 'full sync started');
           this.setPhase('snapshot');
-        } else this.setPhase('incremental');
+        } else {
+          o.logger.info({ shard: this.name, replid: start.replid, offset: start.offset }, 'resumed (+CONTINUE)');
+          this.setPhase('incremental');
+        }
       },
-      snapshotEntry: (entry) => snapshotApplier.apply(entry),
+      snapshotEntry: (entry) => {
+        this.wroteSomething = true;
+        if (purgeFirst) {
+          const purge = purgeFirst;
+          purgeFirst = null;
+          return purge.then(() => snapshotApplier.apply(entry));
+        }
+        return snapshotApplier.apply(entry);
+      },
       snapshotFinished: async () => {
+        if (purgeFirst) await purgeFirst; // an empty snapshot: still purge
+        this.snapshotBytesRead = link.bytesReceived;
         await target.drain();
         if (snapshotApplier.checksumVerified === null) o.logger.warn({ shard: this.name }, 'the snapshot carried no checksum; it was not verified');
         o.logger.info({ shard: this.name }, 'snapshot applied');
         this.setPhase(o.method === 'incremental' ? 'incremental' : 'done');
       },
       command: (command) => {
+        this.wroteSomething = true;
         this.lag.received(command.offsetAfter);
         return sink.apply(command);
       },
@@ -166,7 +251,7 @@ export class ShardSync {
     try {
       await done;
     } catch (e) {
-      if (link.wasClosedByUs) return;
+      if (link.wasClosedByUs && this.stopRequested) return;
       throw e;
     }
     if (o.method === 'incremental' && !this.stopRequested) {
@@ -178,7 +263,12 @@ export class ShardSync {
   updateLag(sourceOffset: number | null): void {
     const applied = this.link?.appliedOffset ?? 0;
     this.stream.appliedOffset = applied;
-    if (sourceOffset === null || this.phase !== 'incremental') return;
+    if (this.phase !== 'incremental' && this.phase !== 'reconnecting') return;
+    if (sourceOffset === null) {
+      // The source cannot be asked right now: the lag is unknown, not zero.
+      this.stream.lagBytes = this.stream.lagSeconds = null;
+      return;
+    }
     this.stream.sourceOffset = sourceOffset;
     this.stream.lagBytes = Math.max(0, sourceOffset - applied);
     this.lag.applied(applied);

@@ -47,10 +47,12 @@ export interface Checkpoint {
 /** One source master's replication (a standalone source has exactly one). */
 export interface ShardProgress {
   source: string;
-  phase: 'connecting' | 'snapshot' | 'incremental' | 'done' | 'stopped' | 'failed';
+  phase: 'connecting' | 'snapshot' | 'incremental' | 'reconnecting' | 'done' | 'stopped' | 'failed';
   replid: string | null;
   checkpoint: Checkpoint | null;
   stream: StreamStats;
+  reconnects: number;
+  fullResyncs: number;
 }
 
 /** A point-in-time view of a migration, for the CLI, the JSON output and (later) the API. */
@@ -62,6 +64,9 @@ export interface MigrationProgress {
   shards: ShardProgress[];
   snapshot: SnapshotStats;
   stream: StreamStats;
+  /** Source links lost and re-established; full resyncs after the first sync. */
+  reconnects: number;
+  fullResyncs: number;
   errors: { count: number; byCode: Record<string, number>; recent: WriteError[] };
   failure: string | null;
 }

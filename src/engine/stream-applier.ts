@@ -15,6 +15,7 @@ export interface StreamApplierOptions {
 const DROPPED = new Set(['ping', 'replconf']);
 
 const MULTI = encodeCommand(['MULTI']);
+const DISCARD = encodeCommand(['DISCARD']);
 const EXEC = encodeCommand(['EXEC']);
 
 /**
@@ -123,6 +124,22 @@ export class StreamApplier {
       this.applied(offset, sourceDb);
     });
     return this.roomOrNothing();
+  }
+
+  /**
+   * The source link broke: a transaction cut in the middle is discarded on the target (its
+   * commands were never applied, and the resumed stream sends them again), everything sent is
+   * awaited, and the stream's db goes back to what it was at the applied offset.
+   */
+  async interrupted(): Promise<void> {
+    if (this.inTransaction) {
+      this.lane.sendRaw(DISCARD);
+      this.inTransaction = false;
+      this.queued = [];
+    }
+    this.lane.forgetDb();
+    await this.lane.drain();
+    this.sourceDb = this.selectedDbAtApplied;
   }
 
   /** PUBLISH __sentinel__:hello is Sentinel's own traffic, meaningless on the target. */

@@ -5,6 +5,7 @@ import type { RdbEntry } from '../rdb/entries.js';
 import { NEED_DATA, RdbParser, type RdbParserOptions } from '../rdb/parser.js';
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { SocketReader } from './socket-reader.js';
+import type { Throttle } from './throttle.js';
 
 /** The source answered in a way that is worth retrying later (-LOADING, -NOMASTERLINK, ...). */
 export class TransientSourceError extends Error {
@@ -33,6 +34,8 @@ export interface ReplicaLinkOptions {
   snapshotOnly?: boolean;
   connectTimeoutMs?: number;
   ackIntervalMs?: number;
+  /** Shared bandwidth limit (all links of a migration). */
+  throttle?: Throttle;
 }
 
 /**
@@ -130,7 +133,7 @@ export class ReplicaLink {
     socket.setKeepAlive(true, 10_000);
     this.socket = socket;
     if (this.closedByUs) socket.destroy();
-    this.reader = new SocketReader(socket, `source ${where}`);
+    this.reader = new SocketReader(socket, `source ${where}`, undefined, this.options.throttle ?? null);
     return this.reader;
   }
 

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Throttle } from './throttle.js';
 
 /**
  * Pull-style reading of a socket: the replica link asks for a line (handshake), then for
@@ -12,15 +13,29 @@ export class SocketReader {
   private failure: Error | null = null;
   private wake: (() => void) | null = null;
 
+  /** Paused by the bandwidth limit until this time (ms); 0 when not. */
+  private throttledUntil = 0;
+
   constructor(
     private readonly socket: Socket,
     private readonly describe: string,
     private readonly highWaterMark = 8 * 1024 * 1024,
+    private readonly throttle: Throttle | null = null,
   ) {
     socket.on('data', (chunk: Buffer) => {
       this.chunks.push(chunk);
       this.bufferedBytes += chunk.length;
       this.bytesReceived += chunk.length;
+      const wait = this.throttle?.consume(chunk.length) ?? 0;
+      if (wait > 0) {
+        // Reading less from the socket is what slows the source: TCP pushes back.
+        this.throttledUntil = Date.now() + wait;
+        socket.pause();
+        setTimeout(() => {
+          this.throttledUntil = 0;
+          if (this.bufferedBytes < this.highWaterMark / 2 && !socket.destroyed) socket.resume();
+        }, wait).unref();
+      }
       if (this.bufferedBytes >= this.highWaterMark) socket.pause();
       this.notify();
     });
@@ -63,7 +78,7 @@ export class SocketReader {
 
   private taken(bytes: number): void {
     this.bufferedBytes -= bytes;
-    if (this.bufferedBytes < this.highWaterMark / 2 && this.socket.isPaused()) this.socket.resume();
+    if (this.bufferedBytes < this.highWaterMark / 2 && this.socket.isPaused() && this.throttledUntil === 0) this.socket.resume();
   }
 
   /** The next chunk, whatever its size. Throws when the connection ends. */

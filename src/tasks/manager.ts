@@ -141,6 +141,11 @@ export class TaskManager {
     return this.store.deleteTasks(projectId, ids);
   }
 
+  /** Passes a changed resume mode or bandwidth limit to the running worker. */
+  applyUpdate(task: Task): void {
+    this.running.get(task.id)?.runner.update(task.bandwidthLimitMb, task.resumeMode);
+  }
+
   /** Live stats of a running task, or what was stored last. */
   stats(task: Task): TaskStats | null {
     const running = this.running.get(task.id);
@@ -173,7 +178,7 @@ export class TaskManager {
       return;
     }
     const runner = new TaskRunner(
-      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb },
+      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode },
       (m) => void this.onWorkerMessage(task.id, m),
     );
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null };
@@ -328,7 +333,7 @@ export class TaskManager {
       isMigrating: p.phase === 'snapshot' || p.phase === 'incremental' || p.phase === 'connecting',
       keysMigrated: s.restored + s.rewritten,
       writeErrors: p.errors.count,
-      reconnects: running.restarts,
+      reconnects: running.restarts + p.reconnects,
       checkpoint: p.checkpoint,
     };
   }

@@ -48,6 +48,10 @@ export class TaskRunner {
     this.send({ type: 'stop' });
   }
 
+  update(bandwidthLimitMb: number | null, resumeMode: 'auto' | 'manual'): void {
+    this.send({ type: 'update', bandwidthLimitMb, resumeMode });
+  }
+
   /** Last resort, e.g. when the task is deleted while running. */
   kill(): void {
     this.child?.kill('SIGKILL');

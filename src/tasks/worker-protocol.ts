@@ -13,15 +13,23 @@ export interface WorkerStart {
   source: Endpoint[];
   target: Endpoint[];
   method: MigrationMethod;
-  /** Null: unlimited. (Enforced from the resilience work on; recorded now.) */
+  /** Null: unlimited. */
   bandwidthLimitMb: number | null;
+  resumeMode: 'auto' | 'manual';
+}
+
+/** UpdateMigrationTask on a running task: effective within a second. */
+export interface WorkerUpdate {
+  type: 'update';
+  bandwidthLimitMb: number | null;
+  resumeMode: 'auto' | 'manual';
 }
 
 export interface WorkerStop {
   type: 'stop';
 }
 
-export type ToWorker = WorkerStart | WorkerStop;
+export type ToWorker = WorkerStart | WorkerStop | WorkerUpdate;
 
 export interface WorkerProgress {
   type: 'progress';

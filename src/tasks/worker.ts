@@ -62,7 +62,14 @@ async function run(start: WorkerStart): Promise<void> {
       }
     },
   });
-  const migration = new Migration({ source: start.source, target: start.target, method: start.method, logger });
+  const migration = new Migration({
+    source: start.source,
+    target: start.target,
+    method: start.method,
+    logger,
+    resumeMode: start.resumeMode,
+    bandwidthLimitMb: start.bandwidthLimitMb,
+  });
   // Key counts for the stats: summed over every address given (a cluster's masters and
   // replicas would double count, so a cluster counts through its first node's CLUSTER view).
   const sourceMonitor = await connectQuietly(start.source[0]!, 'ferry-stats');
@@ -87,6 +94,10 @@ async function run(start: WorkerStart): Promise<void> {
 
   process.on('message', (m: ToWorker) => {
     if (m.type === 'stop') migration.stop();
+    if (m.type === 'update') {
+      migration.setBandwidthLimit(m.bandwidthLimitMb);
+      migration.setResumeMode(m.resumeMode);
+    }
   });
   // The service going away must not leave a migration running unsupervised.
   process.on('disconnect', () => migration.stop());

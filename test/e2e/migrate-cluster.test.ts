@@ -10,7 +10,7 @@ import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.j
 import { failover, startCluster, moveSlots, type RedisCluster } from '../helpers/redis-cluster.js';
 import { compareClusters, type CompareSide } from '../helpers/compare-cluster.js';
 import { formatDifferences } from '../helpers/compare.js';
-import { populateAllTypes } from '../helpers/dataset.js';
+import { populateAllTypes, populateBigKeys } from '../helpers/dataset.js';
 
 const logger = pino({ level: process.env.FERRY_TEST_LOG ?? 'silent' });
 
@@ -225,6 +225,32 @@ describe('Redis Cluster sources and targets', () => {
     } finally {
       await source.stop();
       await target.stop();
+    }
+  });
+
+  it('the mixed dataset (every type, TTLs, big keys) through standalone→cluster, cluster→cluster and cluster→standalone', async () => {
+    const origin = await startRedis();
+    const first = await startCluster({ masters: 3 });
+    const second = await startCluster({ masters: 3 });
+    const back = await startRedis();
+    try {
+      await populateAllTypes(origin, { dbs: [0] });
+      await populateBigKeys(origin, { listElements: 100_000, stringBytes: 5 * 1024 * 1024, collectionSize: 20_000 });
+      const full = (from: RedisServer | RedisCluster, to: RedisServer | RedisCluster) =>
+        new Migration({ source: endpoints(from), target: endpoints(to), method: 'full', logger, maxPayloadBytes: 1024 * 1024 }).run();
+      for (const [from, to] of [[origin, first], [first, second], [first, back]] as const) {
+        const result = await full(from, to);
+        assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
+        assert.ok(result.snapshot.rewritten > 0, 'big keys took the rewrite path');
+      }
+      await assertSame(origin, first);
+      await assertSame(first, second);
+      await assertSame(first, back);
+    } finally {
+      await origin.stop();
+      await first.stop();
+      await second.stop();
+      await back.stop();
     }
   });
 });
