@@ -24,6 +24,7 @@ export interface MigrateCommandOptions {
   logLevel?: string;
   resume?: string;
   bandwidthLimit?: string;
+  checkpoint?: string;
 }
 
 const METHODS: Record<string, MigrationMethod> = {
@@ -77,6 +78,7 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     logger,
     resumeMode: parseResume(opts.resume),
     bandwidthLimitMb: parseBandwidth(opts.bandwidthLimit),
+    checkpointKey: opts.checkpoint ? `__ferry:checkpoint:${opts.checkpoint}` : undefined,
   });
 
   const tty = process.stderr.isTTY && !opts.json;

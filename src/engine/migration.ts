@@ -10,8 +10,9 @@ import { ClusterStreamApplier } from './cluster-stream-applier.js';
 import { DbMapper } from './db-map.js';
 import { WriteErrorLog } from './errors.js';
 import { ShardSync, type StreamSink } from './shard-sync.js';
-import { emptySnapshotStats, emptyStreamStats, type MigrationPhase, type MigrationProgress, type ShardProgress, type StreamStats } from './stats.js';
+import { emptySnapshotStats, emptyStreamStats, type Checkpoint, type MigrationPhase, type MigrationProgress, type ShardProgress, type StreamStats } from './stats.js';
 import { StreamApplier } from './stream-applier.js';
+import { CheckpointedStreamApplier, parseCheckpoint } from './checkpointed-stream-applier.js';
 import { Throttle } from '../source/throttle.js';
 import { encodeCommand } from '../resp/encode.js';
 
@@ -39,6 +40,13 @@ export interface MigrationOptions {
   resumeMode?: 'auto' | 'manual';
   /** MB/s read from the source, all shards together; null or absent: unlimited. */
   bandwidthLimitMb?: number | null;
+  /**
+   * Exactly-once across restarts (standalone targets): the stream is applied in MULTI/EXEC
+   * batches that also write the checkpoint under `<checkpointKey>:<source master>` in db 0 of
+   * the target. A run that finds such a key resumes from it (PSYNC) instead of a full sync.
+   * The key is removed when the migration ends (done or stopped), kept when it crashes.
+   */
+  checkpointKey?: string;
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
@@ -160,7 +168,8 @@ export class Migration extends EventEmitter {
       if (this.stopRequested) throw new Error('stopped before start');
 
       const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
-      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge));
+      const checkpoints = await this.readCheckpoints(target, masters);
+      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
 
@@ -181,6 +190,7 @@ export class Migration extends EventEmitter {
       if (this.targetLost) throw this.targetLost;
       if (this.options.method === 'incremental' && !this.stopRequested) throw new Error('the replication ended without being stopped');
       await target.drain();
+      await this.removeCheckpoints(target, masters);
       this.setPhase(this.stopRequested && !this.synced ? 'stopped' : 'done');
       return this.progress();
     } catch (e) {
@@ -201,9 +211,39 @@ export class Migration extends EventEmitter {
     }
   }
 
-  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null): ShardSync {
+  private checkpointKeyOf(master: Endpoint): Buffer | null {
+    return this.options.checkpointKey ? Buffer.from(`${this.options.checkpointKey}:${describeEndpoint(master)}`) : null;
+  }
+
+  /** Checkpoints left on the target by an earlier run that did not end (a crash). */
+  private async readCheckpoints(target: Target, masters: Endpoint[]): Promise<(Checkpoint | null)[]> {
+    if (!this.options.checkpointKey) return [];
+    if (target.kind !== 'standalone') {
+      this.options.logger.warn('exactly-once checkpoints are kept on standalone targets only; a cluster target resumes at least once');
+      return [];
+    }
+    const lane = target.writer.lanes[0]!;
+    return Promise.all(
+      masters.map(async (m) => {
+        const reply = await lane.call(0, ['GET', this.checkpointKeyOf(m)!]);
+        const found = Buffer.isBuffer(reply) ? parseCheckpoint(reply.toString('latin1')) : null;
+        if (found) this.options.logger.info({ shard: describeEndpoint(m), ...found }, 'found a checkpoint on the target: resuming from it');
+        return found;
+      }),
+    );
+  }
+
+  private async removeCheckpoints(target: Target, masters: Endpoint[]): Promise<void> {
+    if (!this.options.checkpointKey || target.kind !== 'standalone') return;
+    await target.writer.lanes[0]!.call(0, ['DEL', ...masters.map((m) => this.checkpointKeyOf(m)!)]).catch(() => undefined);
+  }
+
+  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null): ShardSync {
     const o = this.options;
-    return new ShardSync({
+    const checkpointKey = target.kind === 'standalone' ? this.checkpointKeyOf(master) : null;
+    let shard: ShardSync | null = null;
+    shard = new ShardSync({
+      resumeFrom,
       resumeMode: o.resumeMode ?? 'manual',
       throttle: this.throttle,
       purge,
@@ -216,11 +256,14 @@ export class Migration extends EventEmitter {
       logger: o.logger,
       rewriteAlways: o.rewrite === 'always',
       maxPayloadBytes: o.maxPayloadBytes,
-      makeStreamSink: (stats, applied): StreamSink =>
-        target.kind === 'standalone'
-          ? new StreamApplier(target.writer.lanes[index % target.writer.lanes.length]!, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush })
-          : new ClusterStreamApplier(target.router, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush, logger: o.logger }),
+      makeStreamSink: (stats, applied): StreamSink => {
+        if (target.kind === 'cluster') return new ClusterStreamApplier(target.router, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush, logger: o.logger });
+        const lane = target.writer.lanes[index % target.writer.lanes.length]!;
+        if (checkpointKey) return new CheckpointedStreamApplier(lane, dbs, stats, this.errors, applied, { key: checkpointKey, replid: () => shard?.replid ?? null, dropFlush: o.dropFlush });
+        return new StreamApplier(lane, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush });
+      },
     });
+    return shard;
   }
 
   /** The slowest shard sets the phase: snapshot until every shard has finished its own. */

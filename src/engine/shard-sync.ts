@@ -25,6 +25,10 @@ export interface StreamSink {
   readonly selectedDbAtApplied: number;
   /** The link broke: settle the target (open transaction, in-flight writes) before resuming. */
   interrupted(): Promise<void>;
+  /** Batching appliers commit at the end of each chunk read from the socket. */
+  chunkEnd?(): void | Promise<void>;
+  /** Where the stream starts: the full sync's offset (db 0), or the resumed checkpoint. */
+  startAt?(offset: number, db: number): void;
 }
 
 export interface ShardSyncOptions {
@@ -46,6 +50,8 @@ export interface ShardSyncOptions {
    * cannot be done safely (then a warning says so).
    */
   purge?: (() => Promise<void>) | null;
+  /** A checkpoint found on the target (a restart after a crash): resume from it. */
+  resumeFrom?: Checkpoint | null;
   /** Builds the stream applier; `applied` must be called with each newly applied offset. */
   makeStreamSink(stats: StreamStats, applied: (offset: number) => void): StreamSink;
 }
@@ -71,7 +77,13 @@ export class ShardSync {
   private wroteSomething = false;
   private wakeBackoff: (() => void) | null = null;
 
-  constructor(private readonly options: ShardSyncOptions) {}
+  constructor(private readonly options: ShardSyncOptions) {
+    if (options.resumeFrom) {
+      this.phase = 'reconnecting';
+      this.replid = options.resumeFrom.replid;
+      this.wroteSomething = true;
+    }
+  }
 
   get name(): string {
     return describeEndpoint(this.options.source);
@@ -85,8 +97,8 @@ export class ShardSync {
   }
 
   checkpoint(): Checkpoint | null {
+    if (!this.link && this.options.resumeFrom) return this.options.resumeFrom;
     if (!this.link?.replid || !this.sink || this.phase === 'snapshot' || this.phase === 'connecting') return null;
-    if (!this.link.replid) return null;
     return { replid: this.link.replid, appliedOffset: this.link.appliedOffset, db: this.sink.selectedDbAtApplied };
   }
 
@@ -222,6 +234,7 @@ export class ShardSync {
           this.setPhase('snapshot');
         } else {
           o.logger.info({ shard: this.name, replid: start.replid, offset: start.offset }, 'resumed (+CONTINUE)');
+          sink.startAt?.(start.offset, checkpoint?.db ?? sink.selectedDbAtApplied);
           this.setPhase('incremental');
         }
       },
@@ -238,6 +251,7 @@ export class ShardSync {
         if (purgeFirst) await purgeFirst; // an empty snapshot: still purge
         this.snapshotBytesRead = link.bytesReceived;
         await target.drain();
+        sink.startAt?.(link.appliedOffset, 0);
         if (snapshotApplier.checksumVerified === null) o.logger.warn({ shard: this.name }, 'the snapshot carried no checksum; it was not verified');
         o.logger.info({ shard: this.name }, 'snapshot applied');
         this.setPhase(o.method === 'incremental' ? 'incremental' : 'done');
@@ -247,11 +261,16 @@ export class ShardSync {
         this.lag.received(command.offsetAfter);
         return sink.apply(command);
       },
+      chunkEnd: () => sink.chunkEnd?.(),
     });
     try {
       await done;
     } catch (e) {
-      if (link.wasClosedByUs && this.stopRequested) return;
+      if (link.wasClosedByUs && this.stopRequested) {
+        // Stopping: what was received at a clean boundary is committed before the end.
+        await sink.interrupted().catch(() => undefined);
+        return;
+      }
       throw e;
     }
     if (o.method === 'incremental' && !this.stopRequested) {

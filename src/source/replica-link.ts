@@ -25,6 +25,8 @@ export interface ReplicaHandlers {
   /** The snapshot is fully parsed and handed over; resolve once it is applied on the target. */
   snapshotFinished(): Promise<void>;
   command(command: StreamCommand): void | Promise<void>;
+  /** After the commands of one chunk from the socket (a natural place to commit a batch). */
+  chunkEnd?(): void | Promise<void>;
 }
 
 export interface ReplicaLinkOptions {
@@ -261,6 +263,8 @@ export class ReplicaLink {
         const pending = handlers.command(command);
         if (pending) await pending;
       }
+      const pending = handlers.chunkEnd?.();
+      if (pending) await pending;
     }
   }
 

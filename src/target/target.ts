@@ -36,7 +36,7 @@ export class StandaloneTarget {
     let route = byDb.get(db);
     if (!route) {
       route = {
-        send: (encoded, done) => lane.sendEncoded(db, encoded, done),
+        send: (encoded, done) => void lane.sendEncoded(db, encoded, done),
         get full() {
           return lane.full;
         },

@@ -42,13 +42,16 @@ export class Lane {
     this.selectedDb = -1;
   }
 
-  send(db: number, args: readonly Arg[], onReply?: ReplyHandler): void {
-    this.sendEncoded(db, encodeCommand(args), onReply);
+  /** Returns whether a SELECT went out first (a transaction counts it among its replies). */
+  send(db: number, args: readonly Arg[], onReply?: ReplyHandler): boolean {
+    return this.sendEncoded(db, encodeCommand(args), onReply);
   }
 
   /** Like send, for a command already in RESP form (forwarded as the source sent it). */
-  sendEncoded(db: number, encoded: Buffer, onReply?: ReplyHandler): void {
+  sendEncoded(db: number, encoded: Buffer, onReply?: ReplyHandler): boolean {
+    let selected = false;
     if (db !== this.selectedDb) {
+      selected = true;
       this.connection.send(encodeCommand(['SELECT', db]), (reply) => {
         if (reply instanceof TargetConnectionError) this.onConnectionLost(reply);
         else if (reply instanceof Error) this.onConnectionLost(new Error(`target refused SELECT ${db}: ${reply.message}`));
@@ -56,6 +59,12 @@ export class Lane {
       this.selectedDb = db;
     }
     this.sendRaw(encoded, onReply);
+    return selected;
+  }
+
+  /** One command and its reply (a SELECT first when needed), as a promise. */
+  call(db: number, args: readonly Arg[]): Promise<Reply | undefined> {
+    return new Promise((resolve, reject) => this.send(db, args, (error, reply) => (error ? reject(new Error(error)) : resolve(reply))));
   }
 
   /** Send without database tracking (MULTI, EXEC, server-wide commands). */

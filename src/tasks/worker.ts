@@ -69,6 +69,8 @@ async function run(start: WorkerStart): Promise<void> {
     logger,
     resumeMode: start.resumeMode,
     bandwidthLimitMb: start.bandwidthLimitMb,
+    // A worker killed mid-stream is started again by the service: it resumes from here.
+    checkpointKey: `__ferry:checkpoint:${start.taskId}`,
   });
   // Key counts for the stats: summed over every address given (a cluster's masters and
   // replicas would double count, so a cluster counts through its first node's CLUSTER view).

@@ -1,6 +1,9 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Migration } from '../../src/engine/migration.js';
 import type { MigrationProgress } from '../../src/engine/stats.js';
@@ -158,6 +161,57 @@ describe('resilience: reconnect and resume', () => {
       assert.ok(changedAt > 0);
       assert.ok(seconds >= minimum * 0.9, `${mb.toFixed(1)} MB in ${seconds.toFixed(2)} s: faster than the limit allows (${minimum.toFixed(2)} s)`);
       assert.ok(seconds <= minimum * 1.5 + 1, `${mb.toFixed(1)} MB in ${seconds.toFixed(2)} s: far slower than the limit (${minimum.toFixed(2)} s)`);
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('Ferry killed with SIGKILL 3 times during incremental sync: resumes from its checkpoint, counters exact', async () => {
+    const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli.js');
+    const source = await startRedis({ config: { 'repl-backlog-size': '64mb', 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis();
+    const start = (extra: string[] = []): { child: ChildProcess; lines: string[]; exited: Promise<number | null> } => {
+      const child = spawn(process.execPath, [cli, 'migrate', '--source', source.addr, '--target', target.addr, '--method', 'incremental', '--checkpoint', 'kill-test', '--json', ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const lines: string[] = [];
+      let buffered = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        buffered += d.toString();
+        const parts = buffered.split('\n');
+        buffered = parts.pop()!;
+        lines.push(...parts);
+      });
+      return { child, lines, exited: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+    };
+    const streaming = async (lines: string[]): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!lines.some((l) => /"phase":"incremental"/.test(l))) {
+        if (Date.now() > deadline) throw new Error(`never streaming: ${lines.slice(-2).join('\n')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      await source.client().set('seed', '1');
+      let stopLoad = false;
+      const loading = (async () => {
+        for (let i = 0; !stopLoad; i++) await load(source, 20, `k${i}-`);
+      })();
+      for (let kill = 1; kill <= 3; kill++) {
+        const run = start();
+        await streaming(run.lines);
+        if (kill > 1) assert.ok(!run.lines.some((l) => /"phase":"snapshot"/.test(l)), `run ${kill} resumed without a full sync`);
+        await new Promise((r) => setTimeout(r, 300 + 200 * kill));
+        run.child.kill('SIGKILL');
+        await run.exited;
+      }
+      stopLoad = true;
+      await loading;
+      const last = start(['--until-synced']);
+      assert.equal(await last.exited, 0);
+      assert.ok(!last.lines.some((l) => /"phase":"snapshot"/.test(l)), 'the last run resumed without a full sync');
+      const diffs = await compareServers(source, target);
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      assert.equal(await target.client().exists('__ferry:checkpoint:kill-test:' + source.addr), 0, 'the checkpoint is removed when the migration ends');
     } finally {
       await source.stop();
       await target.stop();
