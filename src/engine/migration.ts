@@ -169,7 +169,7 @@ export class Migration extends EventEmitter {
 
       const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
       const checkpoints = await this.readCheckpoints(target, masters);
-      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null));
+      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i)));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
 
@@ -211,8 +211,9 @@ export class Migration extends EventEmitter {
     }
   }
 
-  private checkpointKeyOf(master: Endpoint): Buffer | null {
-    return this.options.checkpointKey ? Buffer.from(`${this.options.checkpointKey}:${describeEndpoint(master)}`) : null;
+  /** Per source shard, by its place (shards are ordered by slot): stable across failovers. */
+  private checkpointKeyOf(index: number): Buffer | null {
+    return this.options.checkpointKey ? Buffer.from(`${this.options.checkpointKey}:${index}`) : null;
   }
 
   /** Checkpoints left on the target by an earlier run that did not end (a crash). */
@@ -224,8 +225,8 @@ export class Migration extends EventEmitter {
     }
     const lane = target.writer.lanes[0]!;
     return Promise.all(
-      masters.map(async (m) => {
-        const reply = await lane.call(0, ['GET', this.checkpointKeyOf(m)!]);
+      masters.map(async (m, i) => {
+        const reply = await lane.call(0, ['GET', this.checkpointKeyOf(i)!]);
         const found = Buffer.isBuffer(reply) ? parseCheckpoint(reply.toString('latin1')) : null;
         if (found) this.options.logger.info({ shard: describeEndpoint(m), ...found }, 'found a checkpoint on the target: resuming from it');
         return found;
@@ -235,15 +236,16 @@ export class Migration extends EventEmitter {
 
   private async removeCheckpoints(target: Target, masters: Endpoint[]): Promise<void> {
     if (!this.options.checkpointKey || target.kind !== 'standalone') return;
-    await target.writer.lanes[0]!.call(0, ['DEL', ...masters.map((m) => this.checkpointKeyOf(m)!)]).catch(() => undefined);
+    await target.writer.lanes[0]!.call(0, ['DEL', ...masters.map((_m, i) => this.checkpointKeyOf(i)!)]).catch(() => undefined);
   }
 
-  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null): ShardSync {
+  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>): ShardSync {
     const o = this.options;
-    const checkpointKey = target.kind === 'standalone' ? this.checkpointKeyOf(master) : null;
+    const checkpointKey = target.kind === 'standalone' ? this.checkpointKeyOf(index) : null;
     let shard: ShardSync | null = null;
     shard = new ShardSync({
       resumeFrom,
+      locate,
       resumeMode: o.resumeMode ?? 'manual',
       throttle: this.throttle,
       purge,
@@ -328,6 +330,25 @@ export class Migration extends EventEmitter {
     }
     return { keys, dbs: [...dbs] };
   }
+}
+
+/**
+ * Finds a source shard's current master: for a standalone source, whatever the address list
+ * resolves to now (a promoted replica, when the list names it); for a cluster, the master that
+ * owns the shard's first slot now.
+ */
+function locator(initial: Deployment, addrs: Endpoint[], index: number): () => Promise<Endpoint> {
+  return async () => {
+    const now = await discoverDeployment(addrs, { connectTimeoutMs: 3000 });
+    if (initial.kind === 'standalone' || now.kind === 'standalone') {
+      if (now.kind !== 'standalone') throw new Error('the source became a cluster');
+      return now.master;
+    }
+    const slot = initial.shards[index]!.slots[0]![0];
+    const owner = now.shards.find((s) => s.slots.some(([a, b]) => slot >= a && slot <= b));
+    if (!owner) throw new Error(`no master owns slot ${slot} now`);
+    return owner.master;
+  };
 }
 
 /** The source's own offset; null when it cannot be asked now (the lag is then unknown, never 0). */

@@ -52,6 +52,8 @@ export interface ShardSyncOptions {
   purge?: (() => Promise<void>) | null;
   /** A checkpoint found on the target (a restart after a crash): resume from it. */
   resumeFrom?: Checkpoint | null;
+  /** Where this shard's master is now (after a failover it is the promoted replica). */
+  locate?: () => Promise<Endpoint>;
   /** Builds the stream applier; `applied` must be called with each newly applied offset. */
   makeStreamSink(stats: StreamStats, applied: (offset: number) => void): StreamSink;
 }
@@ -137,6 +139,7 @@ export class ShardSync {
           if (this.phase === 'incremental') this.setPhase('reconnecting');
           o.logger.warn({ shard: this.name, reconnects: this.reconnects, reason: this.withBufferHint(e as Error).message }, 'lost the source; reconnecting');
         } else o.logger.warn({ shard: this.name, attempt, reason: (e as Error).message }, 'source not ready, retrying');
+        await this.relocate();
         const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt - 1, 6));
         await new Promise<void>((resolve) => {
           this.wakeBackoff = resolve;
@@ -145,6 +148,23 @@ export class ShardSync {
         this.wakeBackoff = null;
         if (this.stopRequested) return;
       }
+    }
+  }
+
+  /**
+   * Before reconnecting, asks where the shard's master is: after a failover the promoted
+   * replica carries the same history (PSYNC2), so the resume continues there with +CONTINUE.
+   */
+  private async relocate(): Promise<void> {
+    if (!this.options.locate) return;
+    try {
+      const now = await this.options.locate();
+      if (describeEndpoint(now) !== describeEndpoint(this.options.source)) {
+        this.options.logger.warn({ shard: this.name, master: describeEndpoint(now) }, 'the source master changed (failover): following the new master');
+        this.options.source = now;
+      }
+    } catch (e) {
+      this.options.logger.debug({ shard: this.name, err: (e as Error).message }, 'could not locate the master; retrying the same address');
     }
   }
 

@@ -154,15 +154,19 @@ function isTar(head: Buffer): boolean {
   return head.length >= 262 && head.toString('latin1', 257, 262) === 'ustar';
 }
 
-/** After leading '#' annotation lines, does a command start? */
-function annotatedAof(head: Buffer): boolean {
+/**
+ * An AOF that starts with annotation lines (`#TS:<time>` with aof-timestamp-enabled): after
+ * them a command starts, or nothing (the base of an empty dataset is one annotation line).
+ */
+function annotatedAof(head: Buffer, name: string): boolean {
   let i = 0;
   while (i < head.length && head[i] === 0x23) {
     const nl = head.indexOf(0x0a, i);
-    if (nl < 0) return false;
+    // An annotation longer than the sniffed bytes: trust the name.
+    if (nl < 0) return /\.aof$/i.test(name);
     i = nl + 1;
   }
-  return i > 0 && i < head.length && head[i] === 0x2a;
+  return i > 0 && (i === head.length || head[i] === 0x2a);
 }
 
 function classify(head: Buffer, name: string): Content {
@@ -173,7 +177,7 @@ function classify(head: Buffer, name: string): Content {
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (isTar(head)) return 'tar';
   if (/\.manifest$/i.test(name) || looksLikeManifest(head)) return 'manifest';
-  if (annotatedAof(head)) return 'aof';
+  if (annotatedAof(head, name)) return 'aof';
   return 'unknown';
 }
 
@@ -498,7 +502,7 @@ class Planner {
         const entryPath = normalizeEntryPath(entry.header.name);
         const display = `${entryPath} in ${file.name}`;
         if (!isTarFile(entry.header) || entryPath === '' || isArchiveJunk(entryPath)) {
-          if (entry.header.type !== 'directory' && looksLikeBackupName(entryPath)) {
+          if (entry.header.type !== 'directory' && !isArchiveJunk(entryPath) && looksLikeBackupName(entryPath)) {
             this.warn('skipped-file', display, `${display}: skipped, a ${entry.header.type} entry is not a regular file`);
           }
           entry.resume();

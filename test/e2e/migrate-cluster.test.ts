@@ -253,4 +253,38 @@ describe('Redis Cluster sources and targets', () => {
       await back.stop();
     }
   });
+
+  it('with resume_mode auto, follows a failed-over source shard to its new master and continues (PSYNC2)', async () => {
+    const source = await startCluster({ masters: 3, replicasPerMaster: 1 });
+    const target = await startRedis();
+    try {
+      const c = source.client();
+      for (let i = 0; i < 100; i++) await c.set(`before:${i}`, String(i));
+      const m = migration(source, target, { resumeMode: 'auto' });
+      const running = m.run();
+      await waitForPhase(m, 'incremental');
+      await failover(source, source.nodes[3]!);
+      for (let i = 0; i < 200; i++) await c.incr(`after:${i % 20}`);
+      const masters = await source.masters();
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const p = m.progress();
+        if (p.phase === 'failed') throw new Error(String(p.failure));
+        const wanted = await Promise.all(masters.map(async (s) => Number(/master_repl_offset:(\d+)/.exec(await s.client().info('replication'))?.[1])));
+        const applied = new Map(p.shards.map((s) => [s.source, s.stream.appliedOffset]));
+        if (masters.every((s, i) => (applied.get(s.addr) ?? -1) >= wanted[i]!) && p.shards.every((s) => s.phase === 'incremental')) break;
+        if (Date.now() > deadline) throw new Error(`not caught up after the failover: ${JSON.stringify(p.shards.map((s) => [s.source, s.phase, s.stream.appliedOffset]))}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const p = m.progress();
+      assert.ok(p.reconnects >= 1);
+      assert.equal(p.fullResyncs, 0, 'the promoted replica continued the history');
+      await assertSame(source, target);
+      m.stop();
+      await running;
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
 });

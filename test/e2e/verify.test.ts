@@ -4,10 +4,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import type { Cluster, Redis } from 'ioredis';
 import { parseEndpoint, type Endpoint } from '../../src/common/endpoint.js';
 import { DbMapper } from '../../src/engine/db-map.js';
+import { TargetConnection } from '../../src/target/connection.js';
 import { verifyDeployments, type Difference, type VerifyOptions, type VerifyReport } from '../../src/verify/index.js';
+import { compareKeyPair } from '../../src/verify/compare-key.js';
+import { Semaphore } from '../../src/verify/pool.js';
+import { Conn } from '../../src/verify/sides.js';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
 import { startCluster, type RedisCluster } from '../helpers/redis-cluster.js';
 import { populateAllTypes, populateBigKeys } from '../helpers/dataset.js';
@@ -73,6 +78,58 @@ async function copyFunctions(from: RedisServer, to: Side): Promise<void> {
 async function copyServer(from: RedisServer, to: RedisServer): Promise<void> {
   for (const db of await dbsWithKeys(from.client())) await copyDb(from.client(db), to.client(db));
   await copyFunctions(from, to);
+}
+
+type Resp = string | Resp[];
+
+/** RESP2 encoding of nested arrays of bulk strings. */
+function resp(v: Resp): string {
+  if (typeof v === 'string') return `$${Buffer.byteLength(v)}\r\n${v}\r\n`;
+  return `*${v.length}\r\n${v.map(resp).join('')}`;
+}
+
+/**
+ * A loopback stand-in that answers each command (an array of bulk strings) with the raw RESP
+ * `answer` returns: for replies no local redis-server can give (a newer version's commands).
+ */
+async function fakeRedis(answer: (args: Buffer[]) => string): Promise<{ port: number; close: () => void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    let buf = Buffer.alloc(0);
+    sock.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        // *N\r\n then N times $len\r\n<bytes>\r\n; stop at an incomplete command
+        let pos = buf.indexOf('\r\n');
+        if (pos < 0 || buf[0] !== 0x2a) return;
+        const n = Number(buf.toString('latin1', 1, pos));
+        pos += 2;
+        const args: Buffer[] = [];
+        for (let i = 0; i < n; i++) {
+          const eol = buf.indexOf('\r\n', pos);
+          if (eol < 0) return;
+          const len = Number(buf.toString('latin1', pos + 1, eol));
+          if (buf.length < eol + 2 + len + 2) return;
+          args.push(buf.subarray(eol + 2, eol + 2 + len));
+          pos = eol + 2 + len + 2;
+        }
+        buf = buf.subarray(pos);
+        sock.write(answer(args));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  assert.ok(addr !== null && typeof addr === 'object');
+  return {
+    port: addr.port,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
 }
 
 describe('verifyDeployments', () => {
@@ -300,6 +357,68 @@ describe('verifyDeployments', () => {
     const functions = seed.features.functions ? 1 : 0;
     if (functions) assert.match(findDiff(r, -1, 'ferrylib', 'function').detail, /library missing on target \(target master 127\.0\.0\.1:\d+\)/);
     assert.deepEqual(r.counts, { missing: 1, extra: 1, type: 0, value: 1, ttl: 0, 'field-ttl': 0, function: functions }, describeReport(r));
+  });
+
+  it('compares big sets and zsets member by member where SMISMEMBER and ZMSCORE are missing', async () => {
+    const [source, target] = await Promise.all([
+      startRedis(),
+      // as on a pre-6.2 server, or one with the commands renamed away
+      startRedis({ args: ['--rename-command', 'SMISMEMBER', '', '--rename-command', 'ZMSCORE', ''] }),
+    ]);
+    await populateBigKeys(source, { listElements: 10, stringBytes: 10, collectionSize: 12_000 });
+    await copyServer(source, target);
+    assertEqual(await verify(source, target));
+
+    const t = target.client(0);
+    await t.zadd('big:zset', '1e-9', 'member:0');
+    await t.srem('big:set', 'm:11999');
+    const r = await verify(source, target);
+    assert.match(findDiff(r, 0, 'big:zset', 'value').detail, /^score of "member:0": 0 vs 1e-9$/);
+    assert.match(findDiff(r, 0, 'big:set', 'value').detail, /^set size 12000 vs 11999; set member "m:11999" missing on target$/);
+    assert.equal(r.counts.value, 2, describeReport(r));
+  });
+
+  it('compares hash-field TTLs (a stand-in server, since HPEXPIRETIME needs 7.4+)', async () => {
+    // source: a expires at 1_000_000, b never, c at 5_000_000
+    const sourceTimes: Record<string, number> = { a: 1_000_000, b: -1, c: 5_000_000 };
+    // target: a within the tolerance, b gained a TTL, c 4 s off
+    const targetTimes: Record<string, number> = { a: 1_001_500, b: 9_000_000, c: 5_004_000 };
+    const hashServer = (times: Record<string, number> | null) =>
+      fakeRedis((args) => {
+        const cmd = args[0]?.toString().toUpperCase();
+        if (cmd === 'TYPE') return '+hash\r\n';
+        if (cmd === 'PTTL') return ':-1\r\n';
+        if (cmd === 'HLEN') return ':3\r\n';
+        if (cmd === 'HSCAN') return resp(['0', ['a', '1', 'b', '2', 'c', '3']]);
+        if (cmd === 'HPEXPIRETIME' && times !== null) {
+          return `*${args.length - 4}\r\n` + args.slice(4).map((f) => `:${times[f.toString()] ?? -2}\r\n`).join('');
+        }
+        return `-ERR unknown command '${cmd}'\r\n`;
+      });
+    const servers = await Promise.all([hashServer(sourceTimes), hashServer(targetTimes), hashServer(null)]);
+    const conns: TargetConnection[] = [];
+    const conn = async (port: number, hashFieldTtl: boolean): Promise<Conn> => {
+      const tc = await TargetConnection.connect({ host: '127.0.0.1', port });
+      conns.push(tc);
+      return new Conn(tc, { address: `127.0.0.1:${port}`, hashFieldTtl, smismember: true, zmscore: true, functions: false }, 0);
+    };
+    try {
+      const ctx = { ttlToleranceMs: 2000, heavy: new Semaphore(1) };
+      const key = Buffer.from('h');
+      const [s, t] = await Promise.all([conn(servers[0]!.port, true), conn(servers[1]!.port, true)]);
+      assert.deepEqual(await compareKeyPair({ s, sk: key, t, tk: key }, ctx), [
+        { kind: 'field-ttl', detail: 'field "b" expire time (none) vs 9000000; field "c" expire time 5000000 vs 5004000' },
+      ]);
+      // a target that turns out not to know HPEXPIRETIME: switched off, the source's TTLs reported
+      const old = await conn(servers[2]!.port, true);
+      assert.deepEqual(await compareKeyPair({ s, sk: key, t: old, tk: key }, ctx), [
+        { kind: 'field-ttl', detail: 'field "a" expire time 1000000 vs (target has no field TTLs); field "c" expire time 5000000 vs (target has no field TTLs)' },
+      ]);
+      assert.equal(old.caps.hashFieldTtl, false);
+    } finally {
+      for (const c of conns) c.destroy();
+      for (const srv of servers) srv.close();
+    }
   });
 
   it('stops on abort', async () => {

@@ -269,9 +269,18 @@ describe('backup formats from real servers', () => {
   let rdbBased: Captured; // aof-use-rdb-preamble yes: base is an RDB
   let aofBased: Captured; // aof-use-rdb-preamble no: base is an AOF
   let target: RedisServer;
+  /**
+   * A server that loaded aofBased's AOF directory at start: what Redis itself makes of these
+   * files. It differs from the source where Redis's AOF rewrite is lossy (pending entries of
+   * deleted stream messages cannot be XCLAIMed back), so AOF imports are compared with it.
+   */
+  let aofLoaded: RedisServer;
 
   before(async () => {
     [rdbBased, aofBased, target] = await Promise.all([capture(true, 'rdb-based'), capture(false, 'aof-based'), startRedis()]);
+    const refDir = path.join(work, 'aof-loaded');
+    cpSync(path.join(aofBased.aofDir, 'aofdir'), path.join(refDir, 'aofdir'), { recursive: true });
+    aofLoaded = await startRedis({ args: ['--dir', refDir, '--appendonly', 'yes', '--appenddirname', 'aofdir', '--aof-use-rdb-preamble', 'no'] });
   });
 
   after(async () => {
@@ -285,8 +294,7 @@ describe('backup formats from real servers', () => {
     assert.match(m, /^file appendonly\.aof\.1\.incr\.aof seq 1 type h$/m);
     assert.match(m, /^file appendonly\.aof\.2\.incr\.aof seq 2 type i$/m);
     assert.equal(rdbBased.base.toString('latin1', 0, 5), 'REDIS');
-    assert.equal(aofBased.base[0], 0x2a);
-    assert.match(rdbBased.incr.toString('latin1'), /^#TS:\d+\r\n\*/, 'incr files start with a timestamp annotation');
+    assert.match(aofBased.base.toString('latin1'), /^#TS:\d+\r\n\*/, 'an AOF base starts with a timestamp annotation');
     assert.ok(rdbBased.aofNames.includes('aofdir/appendonly.aof.1.base.rdb'), 'history files are kept');
   });
 
@@ -307,7 +315,6 @@ describe('backup formats from real servers', () => {
       'history-file aofdir/appendonly.aof.1.base.rdb',
       'history-file aofdir/appendonly.aof.1.incr.aof',
     ]);
-    assert.ok(r.summaries[1]!.aof!.annotations >= 1, 'the #TS annotation was skipped');
     await assertSameData(rdbBased.server, target);
   });
 
@@ -315,7 +322,8 @@ describe('backup formats from real servers', () => {
     const files = localDirectoryFiles(aofBased.aofDir, aofBased.aofNames);
     const r = await importInto(target, files);
     assert.deepEqual(kinds(r.plan), ['aof:aofdir/appendonly.aof.2.base.aof (not last)', 'aof:aofdir/appendonly.aof.2.incr.aof']);
-    await assertSameData(aofBased.server, target);
+    assert.ok(r.summaries[0]!.aof!.annotations >= 1, 'the #TS annotation was skipped');
+    await assertSameData(aofLoaded, target);
   });
 
   it('single-file AOF without preamble (base AOF + incr concatenated)', async () => {
@@ -323,7 +331,7 @@ describe('backup formats from real servers', () => {
     const r = await importInto(target, filesIn(dirWith(names), names));
     assert.deepEqual(kinds(r.plan), ['aof:appendonly.aof']);
     assert.deepEqual(r.warnings, []);
-    await assertSameData(aofBased.server, target);
+    await assertSameData(aofLoaded, target);
   });
 
   it('AOF with an RDB preamble (base RDB + incr concatenated)', async () => {
@@ -354,7 +362,7 @@ describe('backup formats from real servers', () => {
       c.aofNames.map((n) => ({ name: `${prefix}${n}`, data: readFileSync(path.join(c.aofDir, n)) }));
     return [
       { label: 'RDB', source: () => rdbBased.server, entries: () => [{ name: 'dump.rdb', data: rdbBased.dumpRdb }], kinds: ['rdb'] },
-      { label: 'AOF', source: () => aofBased.server, entries: () => [{ name: 'appendonly.aof', data: Buffer.concat([aofBased.base, aofBased.incr]) }], kinds: ['aof'] },
+      { label: 'AOF', source: () => aofLoaded, entries: () => [{ name: 'appendonly.aof', data: Buffer.concat([aofBased.base, aofBased.incr]) }], kinds: ['aof'] },
       {
         label: 'AOF with preamble',
         source: () => rdbBased.server,
@@ -364,7 +372,7 @@ describe('backup formats from real servers', () => {
       // Reversed: the incremental file comes before the base and the manifest last, so a tar
       // must hold the early entries back until their turn.
       { label: 'multi-part AOF (base RDB), reversed order', source: () => rdbBased.server, entries: () => dirEntries(rdbBased, 'backup/').reverse(), kinds: ['rdb', 'aof'] },
-      { label: 'multi-part AOF (base AOF)', source: () => aofBased.server, entries: () => dirEntries(aofBased, './'), kinds: ['aof', 'aof'] },
+      { label: 'multi-part AOF (base AOF)', source: () => aofLoaded, entries: () => dirEntries(aofBased, './'), kinds: ['aof', 'aof'] },
     ];
   }
 
@@ -505,7 +513,7 @@ describe('backup formats from real servers', () => {
     const run = async (): Promise<void> => {
       for await (const part of backupParts(files, { plan })) await readBackupPart(part, { entry: () => undefined, commands: () => undefined, warning: () => undefined });
     };
-    await expectBackupError(run(), /appendonly\.aof\.1\.incr\.aof: the file ends in the middle of a command: 6 bytes after byte 29\. Redis tolerates this only in the last file/);
+    await expectBackupError(run(), /appendonly\.aof\.1\.incr\.aof: the file ends in the middle of a command: 6 bytes after byte 27 \(the end of the last complete command\)\. Redis tolerates this only in the last file/);
   });
 
   it('unknown format: the error names the file and its first bytes', async () => {
@@ -572,9 +580,9 @@ describe('backup formats from real servers', () => {
       const files = localDirectoryFiles(dir, [name]);
       for await (const part of backupParts(files)) await readBackupPart(part, { entry: () => undefined, commands: () => undefined, warning: () => undefined });
     };
-    await expectBackupError(apply('dump.rdb'), /^dump\.rdb: corrupt RDB at byte \d+: expected .*checksum/i);
-    const e = await expectBackupError(apply('bad.aof'), /^bad\.aof: garbage in the AOF at offset 29: 0x3f/);
-    assert.equal(e.offset, 29);
+    await expectBackupError(apply('dump.rdb'), /^dump\.rdb: corrupt RDB at byte \d+: expected a matching CRC64 trailer/);
+    const e = await expectBackupError(apply('bad.aof'), /^bad\.aof: garbage in the AOF at offset 27: 0x3f/);
+    assert.equal(e.offset, 27);
     await expectBackupError(apply('short.rdb'), /^short\.rdb: corrupt RDB at byte \d+/);
   });
 
@@ -586,7 +594,7 @@ describe('backup formats from real servers', () => {
         '# a comment\n' +
           'file appendonly.aof.3.base.rdb seq 3 type b\r\n' +
           'FILE "my file.aof" SEQ 1 TYPE h future-key ignored\n' +
-          "file 'it''s.aof' seq 4 type i\n" +
+          "file 'it\\'s.aof' seq 4 type i\n" +
           'type i seq 5 file "caf\\xc3\\xa9.aof"\n',
       ),
       'm',
