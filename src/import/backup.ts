@@ -145,7 +145,7 @@ type Content = 'rdb' | 'aof' | 'manifest' | 'zip' | 'tar' | 'gzip' | 'empty' | '
 function hasRdbMagic(head: Buffer): boolean {
   const s = head.toString('latin1', 0, 9);
   // A head shorter than the magic but starting with it is a truncated RDB: the parser says so.
-  if (head.length < 9) return s.length >= 5 && ('REDIS'.startsWith(s) || s.startsWith('REDIS') || s.startsWith('VALKEY'));
+  if (head.length < 9) return s.startsWith('REDIS') || s.startsWith('VALKEY');
   return /^REDIS\d{4}$/.test(s) || /^VALKEY\d{3}/.test(s);
 }
 

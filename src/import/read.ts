@@ -94,6 +94,7 @@ export async function readRdb(
       if (chunk === null && !parser.isFinished) throw new BackupError(`${file}: the RDB ends before its EOF opcode`, file, src.offset);
     }
   } catch (err) {
+    if (!(input instanceof ByteSource)) await src.close();
     if (err instanceof RdbError) {
       throw new BackupError(`${file}: ${err.message.replace('corrupt snapshot', 'corrupt RDB')}`, file, start + err.offset, { cause: err });
     }
@@ -170,6 +171,22 @@ export async function* aofCommands(input: ByteStream | ByteSource, options: AofR
   const warn = options.onWarning ?? defaultWarning;
   const allowTruncated = options.allowTruncatedTail ?? true;
   const src = sourceOf(input, file);
+  // A stream given here is ours to close when the caller stops early; a ByteSource is not.
+  const owned = !(input instanceof ByteSource);
+  try {
+    return yield* readCommands(src, file, options, warn, allowTruncated);
+  } finally {
+    if (owned) await src.close();
+  }
+}
+
+async function* readCommands(
+  src: ByteSource,
+  file: string,
+  options: AofReadOptions,
+  warn: (w: BackupWarning) => void,
+  allowTruncated: boolean,
+): AsyncGenerator<StreamCommand[], AofSummary, undefined> {
   const start = src.offset;
 
   let decoder = new CommandStreamDecoder(start, options);
@@ -299,6 +316,13 @@ export interface ReadablePart {
 export interface PartHandlers {
   /** Each RDB entry (an 'rdb' part, or the preamble of an 'aof-with-preamble' part), in order. */
   entry(entry: RdbEntry, parser: RdbParser): void | Promise<void>;
+  /**
+   * Called once before the commands of an 'aof' or 'aof-with-preamble' part: reset the
+   * selected db to 0 here. Redis loads every AOF file with a new client on db 0, so the first
+   * commands of each file (and those after an RDB preamble, whatever db the RDB ended in) run
+   * on db 0 until a SELECT says otherwise.
+   */
+  beginCommands?(): void | Promise<void>;
   /** Each batch of AOF commands, in order; a transaction comes whole in one batch. */
   commands(batch: StreamCommand[]): void | Promise<void>;
   /** Tolerated problems (truncated tail, trailing bytes): log them, count them, show them. */
@@ -337,6 +361,8 @@ export async function readBackupPart(part: ReadablePart, handlers: PartHandlers,
       });
     }
     if (part.kind === 'aof' || part.kind === 'aof-with-preamble') {
+      const begun = handlers.beginCommands?.();
+      if (begun) await begun;
       const it = aofCommands(src, { ...options.decoder, file: part.file, allowTruncatedTail: part.last, onWarning: warning });
       for (;;) {
         const step = await it.next();

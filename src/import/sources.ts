@@ -7,7 +7,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { open as openFd, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import type { BackupFile, ByteRange } from './backup.js';
 import { BackupError, errorMessage } from './errors.js';
 
@@ -172,7 +172,7 @@ function s3Error(err: unknown, where: string, secrets: readonly string[]): Backu
   const name = e.name ?? 'Error';
   const message = e.message ?? String(err);
   let what: string;
-  if (name === 'NoSuchKey' || (name === 'NotFound' && status === 404)) what = 'no such object';
+  if (name === 'NoSuchKey' || (name === 'NotFound' && status === 404)) what = 'no such object'; // NotFound: a HEAD's 404 once the bucket is known to exist
   else if (name === 'NoSuchBucket') what = 'no such bucket';
   else if (status === 404) what = 'not found (no such bucket or object)';
   else if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') what = `the object store refused the credentials (${name})`;
@@ -215,7 +215,21 @@ class S3File implements BackupFile {
       this.etag = head.ETag;
       return head.ContentLength;
     } catch (err) {
+      // A HEAD answer has no body, so a 404 does not say whether the key or the bucket is
+      // missing: ask about the bucket to say which.
+      if ((err as S3ErrorShape).$metadata?.httpStatusCode === 404 && !(await this.bucketExists())) {
+        throw new BackupError(`${this.where}: no such bucket`, this.where);
+      }
       throw s3Error(err, this.where, this.secrets);
+    }
+  }
+
+  private async bucketExists(): Promise<boolean> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      return true;
+    } catch (err) {
+      return (err as S3ErrorShape).$metadata?.httpStatusCode !== 404;
     }
   }
 

@@ -67,7 +67,10 @@ export class Side {
 
   /** Discovers the deployment and reads each master's capabilities. */
   static async open(role: Role, endpoints: readonly Endpoint[]): Promise<Side> {
-    const dep = await discoverDeployment(endpoints);
+    // One-line errors that say which side failed, as the migration's own do.
+    const dep = await discoverDeployment(endpoints).catch((e: unknown) => {
+      throw new Error(`${role}: ${e instanceof Error ? e.message : String(e)}`);
+    });
     const masters = dep.kind === 'cluster' ? dep.shards.map((s) => s.master) : [dep.master];
     const slotMap = dep.kind === 'cluster' ? slotMapOf(dep.shards) : null;
     const caps = masters.map((m) => ({
@@ -82,7 +85,7 @@ export class Side {
       await Promise.all(masters.map((_, i) => side.probe(i)));
     } catch (e) {
       side.close();
-      throw e;
+      throw new Error(`${role}: ${e instanceof Error ? e.message : String(e)}`);
     }
     return side;
   }

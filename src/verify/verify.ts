@@ -116,6 +116,13 @@ export async function verifyDeployments(opts: VerifyOptions): Promise<VerifyRepo
   }
   const source = src.value;
   const target = tgt.value;
+  // Commands have no deadline of their own: an abort closes the connections, so that even a
+  // command a stuck server never answers gives way.
+  const onAbort = (): void => {
+    source.close();
+    target.close();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     let dbs = opts.dbs ?? new DbMapper();
     // As the migration does: a cluster has db 0 only, so every source db lands there.
@@ -128,7 +135,12 @@ export async function verifyDeployments(opts: VerifyOptions): Promise<VerifyRepo
     const run = new Run(source, target, dbs, ctx, settings);
     await run.execute();
     return run.report(Date.now() - started);
+  } catch (e) {
+    // The closed connections' errors are a consequence: report the abort itself.
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    throw e;
   } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
     source.close();
     target.close();
   }
@@ -145,7 +157,7 @@ class Run {
   private roundsRun = 0;
   private phase: VerifyPhase = 'source-keys';
   private lastProgress = 0;
-  private candidatesByDb = new Map<number, Candidate[]>();
+  private readonly candidatesByDb = new Map<number, Candidate[]>();
 
   constructor(
     private readonly source: Side,

@@ -229,37 +229,76 @@ describe('verifyDeployments', () => {
       const b = target.newClient(0);
       const stop = new AbortController();
       let ops = 0;
-      // The same command to both servers at once: they differ only for the instant between
-      // the two writes, which a key cannot hit in every round.
+      // Every write goes to the source, and LAG_MS later to the target, as a migration's
+      // stream would apply it. During round 1 the target falls behind (its writes are held
+      // back, as during a migration's catch-up), so every key written then differs in round 1;
+      // it catches up in the pause before round 2. Spread over KEYS keys, well under 1 % of
+      // them are in flux at any time after that, so a key differing in every one of 4 rounds
+      // is as good as impossible.
+      const LAG_MS = 20;
+      const KEYS = 1000;
+      const commands = (n: number, i: number): [string, ...(string | number)[]][] => [
+        ['INCR', `live:counter:${n}`],
+        ['LPUSH', `live:list:${n}`, `e${i}`],
+        ['HSET', `live:hash:${n}`, `f${i % 10}`, `v${i}`],
+        ['ZADD', `live:zset:${n}`, i / 7, `m${i % 10}`],
+        ['SADD', `live:set:${n}`, `m${i % 50}`],
+        // an absolute expiry, as a replication stream carries it: a late relative EX would not be the same TTL
+        ['SET', `live:ex:${n}`, `v${i}`, 'PXAT', Date.now() + 3_600_000],
+        ['XADD', `live:stream:${n}`, `${i + 1}-1`, 'i', String(i)],
+      ];
+      // every live key exists on both sides before the verification starts
+      for (const c of [a, b]) {
+        const p = c.pipeline();
+        for (let n = 0; n < KEYS; n++) for (const cmd of commands(n, 0)) p.call(...cmd);
+        await p.exec();
+      }
+      const queue: { due: number; cmd: [string, ...(string | number)[]] }[] = [];
+      let held = false;
       const writer = (async () => {
         for (let i = 1; !stop.signal.aborted; i++) {
-          const n = i % 20;
-          const cmds: (string | number)[][] = [
-            ['INCR', `live:counter:${n}`],
-            ['LPUSH', `live:list:${n % 4}`, `e${i}`],
-            ['LTRIM', `live:list:${n % 4}`, 0, 99],
-            ['HSET', `live:hash:${n % 4}`, `f${n}`, `v${i}`],
-            ['ZADD', `live:zset:${n % 4}`, i / 7, `m${n}`],
-            ['SADD', `live:set:${n % 4}`, `m${i % 50}`],
-            ['SET', `live:ex:${n}`, `v${i}`, 'EX', 3600],
-            ['XADD', `live:stream:${n % 2}`, `${i}-1`, 'i', String(i)],
-            ['APPEND', 'str:appended', '+'],
-          ];
-          const cmd = cmds[i % cmds.length] as (string | number)[];
-          const [name, ...args] = cmd as [string, ...(string | number)[]];
-          await Promise.all([a.call(name, ...args), b.call(name, ...args)]);
+          const n = (i * 7919) % KEYS;
+          const all = commands(n, i);
+          const cmd = all[i % all.length] as [string, ...(string | number)[]];
+          await a.call(...cmd);
+          queue.push({ due: Date.now() + LAG_MS, cmd });
           ops++;
-          if (i % 4 === 0) await new Promise((r) => setTimeout(r, 1));
+          if (i % 2 === 0) await new Promise((r) => setTimeout(r, 1));
+        }
+      })();
+      const applier = (async () => {
+        while (!stop.signal.aborted || queue.length > 0) {
+          const next = held ? undefined : queue.shift();
+          if (next === undefined) {
+            await new Promise((r) => setTimeout(r, 1));
+            continue;
+          }
+          const wait = next.due - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          await b.call(...next.cmd);
         }
       })();
       try {
-        await new Promise((r) => setTimeout(r, 200));
-        const r = await verify(source, target, { rounds: 3 });
+        await new Promise((r) => setTimeout(r, 100));
+        let round1 = -1;
+        held = true;
+        const r = await verify(source, target, {
+          rounds: 4,
+          onProgress: (p) => {
+            if (p.phase === 'waiting' && p.round === 2) {
+              round1 = p.differingKeys;
+              held = false;
+            }
+          },
+        });
         assertEqual(r);
-        assert.ok(ops > 50, `only ${ops} writes during the verification`);
+        assert.ok(round1 > 0, `no key differed in round 1 (${ops} writes): the test proves nothing`);
+        assert.ok(r.rounds >= 2);
       } finally {
         stop.abort();
+        held = false;
         await writer;
+        await applier;
         a.disconnect();
         b.disconnect();
       }
@@ -430,5 +469,26 @@ describe('verifyDeployments', () => {
     const late = new AbortController();
     const run = verify(source, target, { rounds: 2, roundDelayMs: 10_000, signal: late.signal, onProgress: (p) => p.phase === 'waiting' && late.abort(new Error('aborted while waiting')) });
     await assert.rejects(run, /aborted while waiting/);
+
+    // a server that stops answering (here: SCAN) cannot hold an aborted run
+    const stuck = await fakeRedis((args) => {
+      const cmd = args.map((a) => a.toString()).join(' ').toUpperCase();
+      if (cmd === 'INFO CLUSTER') return resp('cluster_enabled:0\r\n');
+      if (cmd === 'INFO REPLICATION') return resp('role:master\r\n');
+      if (cmd === 'INFO KEYSPACE') return resp('db0:keys=1,expires=0\r\n');
+      if (cmd.startsWith('CLIENT SETNAME')) return '+OK\r\n';
+      if (cmd.startsWith('COMMAND INFO')) return `*${args.length - 2}\r\n` + '*-1\r\n'.repeat(args.length - 2);
+      return cmd.startsWith('SCAN') ? '' : `-ERR unknown command '${cmd}'\r\n`;
+    });
+    try {
+      const hung = new AbortController();
+      const at = { host: '127.0.0.1', port: stuck.port };
+      const started = Date.now();
+      setTimeout(() => hung.abort(new Error('gave up on a stuck server')), 300);
+      await assert.rejects(verifyDeployments({ source: [at], target: [at], signal: hung.signal }), /gave up on a stuck server/);
+      assert.ok(Date.now() - started < 5000);
+    } finally {
+      stuck.close();
+    }
   });
 });

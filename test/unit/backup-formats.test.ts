@@ -142,6 +142,9 @@ async function importInto(target: RedisServer, files: BackupFile[]): Promise<Imp
       await conn.select(0);
       summaries.push(
         await readBackupPart(part, {
+          beginCommands: async () => {
+            await conn.select(0);
+          },
           entry: async (e) => {
             if (e.kind === 'select-db') await conn.select(e.db);
             else if (e.kind === 'key') await conn.call('RESTORE', e.key, String(e.expireAtMs ?? 0), dumpPayload(e.payload, e.rdbVersion), 'ABSTTL', 'REPLACE');
@@ -462,6 +465,50 @@ describe('backup formats from real servers', () => {
     assert.equal(commands[commands.length - 1]!.offsetAfter, data.length);
   });
 
+  it('back-pressure: an AOF is read only as fast as its commands are taken', async () => {
+    // An endless AOF: if anything read ahead without bound, it would run away here.
+    let produced = 0;
+    const command = resp('SET', 'key', 'v'.repeat(100));
+    const endless = new Readable({
+      read() {
+        const chunk = Buffer.concat(Array.from({ length: 100 }, () => command));
+        produced += chunk.length;
+        this.push(chunk);
+      },
+    });
+    let taken = 0;
+    for await (const batch of aofCommands(endless)) {
+      taken += batch.length;
+      if (taken > 2000) break;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(produced < taken * command.length + 256 * 1024, `read ${produced} bytes for ${taken} commands taken`);
+    assert.ok(endless.destroyed, 'leaving the loop closes the stream');
+  });
+
+  it('commands after an RDB preamble start on db 0, whatever db the RDB ended in', async () => {
+    // The preamble's keys are in db 2; the commands have no SELECT of their own.
+    const names = { 'appendonly.aof': Buffer.concat([rdbBased.base, resp('SET', 'after-preamble', '1')]) };
+    const files = filesIn(dirWith(names), names);
+    const events: string[] = [];
+    for await (const part of backupParts(files)) {
+      await readBackupPart(part, {
+        entry: (e) => {
+          if (e.kind === 'select-db') events.push(`select ${e.db}`);
+        },
+        beginCommands: () => {
+          events.push('begin commands');
+        },
+        commands: (batch) => {
+          events.push(...batch.map((c) => c.args.map((a) => a.toString()).join(' ')));
+        },
+        warning: () => undefined,
+      });
+    }
+    assert.deepEqual(events.slice(-3), ['select 2', 'begin commands', 'SET after-preamble 1']);
+  });
+
   it('a transaction comes whole in one batch', async () => {
     const data = Buffer.concat([resp('SET', 'a', '1'), resp('MULTI'), resp('SET', 'b', '2'), resp('INCR', 'n'), resp('EXEC'), resp('SET', 'c', '3')]);
     const batches: string[][] = [];
@@ -549,6 +596,28 @@ describe('backup formats from real servers', () => {
     await expectBackupError(planBackup(localDirectoryFiles(dir, ['x.tar.gz'])), /^x\.tar\.gz: no RDB or AOF file inside \(entries: README\.txt \(68 65 6c 6c 6f "hello"\), docs\/notes\.md/);
     await expectBackupError(planBackup(localDirectoryFiles(dir, ['y.zip'])), /^y\.zip: no RDB or AOF file inside \(entries: README\.txt/);
     await expectBackupError(planBackup(localDirectoryFiles(dir, ['z.zip'])), /^z\.zip: no RDB or AOF file inside \(the archive has no files\)/);
+  });
+
+  it('corrupt and truncated archives fail the plan, naming the archive', async () => {
+    const tgz = await tarArchive([{ name: 'dump.rdb', data: rdbBased.dumpRdb }], true);
+    const zip = zipArchive([{ name: 'dump.rdb', data: rdbBased.dumpRdb }]);
+    const tarOfTruncated = zlib.gzipSync((await tarArchive([{ name: 'dump.rdb', data: rdbBased.dumpRdb }], false)).subarray(0, 2000));
+    const names = {
+      'garbage.gz': Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.from('not really gzip data')]),
+      'cut.tar.gz': tgz.subarray(0, tgz.length - 30),
+      'cut-tar.tar.gz': tarOfTruncated,
+      'cut.zip': zip.subarray(0, zip.length - 10),
+      'bad.tar': Buffer.concat([Buffer.alloc(257), Buffer.from('ustar'), Buffer.alloc(250, 1)]),
+    };
+    const dir = dirWith(names);
+    const expected: Record<keyof typeof names, RegExp> = {
+      'garbage.gz': /^garbage\.gz: reading failed: not valid gzip data: /,
+      'cut.tar.gz': /cut\.tar\.gz: reading failed: not valid gzip data: unexpected end of file/,
+      'cut-tar.tar.gz': /dump\.rdb in cut-tar\.tar\.gz: reading failed: Unexpected end of data/,
+      'cut.zip': /^cut\.zip: not a readable zip archive: End of central directory record signature not found/,
+      'bad.tar': /^bad\.tar: not a valid tar archive: Invalid tar header/,
+    };
+    for (const [name, pattern] of Object.entries(expected)) await expectBackupError(planBackup(localDirectoryFiles(dir, [name])), pattern);
   });
 
   it('archive entries that are not backups are skipped with a warning; a garbage .rdb entry is an error', async () => {
