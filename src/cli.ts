@@ -2,6 +2,8 @@
 import { Command } from 'commander';
 import { migrateCommand } from './cli/migrate.js';
 import { serveCommand } from './cli/serve.js';
+import { importCommand } from './cli/import.js';
+import { verifyCommand } from './cli/verify.js';
 
 const program = new Command();
 program
@@ -33,6 +35,43 @@ program
   .option('--log-level <level>', 'log level on stderr: error, warn, info, debug', 'warn')
   .action(async (opts) => {
     process.exitCode = await migrateCommand(opts);
+  });
+
+program
+  .command('import')
+  .description('load backup files (RDB, AOF, multi-part AOF dir, .zip, .tar.gz) into a target')
+  .argument('<files...>', 'local paths, or object keys with --s3-bucket')
+  .requiredOption('--target <addrs>', 'target: host:port[,host:port...] or redis://...')
+  .option('--target-user <user>', 'ACL user on the target')
+  .option('--target-password <password>', 'target password (or FERRY_TARGET_PASSWORD)')
+  .option('--s3-bucket <bucket>', 'read the files from this S3-compatible bucket (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)')
+  .option('--s3-endpoint <url>', 'S3-compatible endpoint (MinIO, OBS...)')
+  .option('--s3-region <region>', 'S3 region')
+  .option('--dbs <list>', 'import only these dbs')
+  .option('--db-prefix <pairs>', 'prefix the keys of db N: "1=db1:"')
+  .option('--json', 'JSON progress lines on stdout')
+  .option('--log-level <level>', 'log level on stderr', 'warn')
+  .action(async (files: string[], opts) => {
+    process.exitCode = await importCommand(files, opts);
+  });
+
+program
+  .command('verify')
+  .description('compare two deployments key by key, both ways (exit 0 only when equal)')
+  .requiredOption('--source <addrs>', 'source: host:port[,host:port...]')
+  .requiredOption('--target <addrs>', 'target: host:port[,host:port...]')
+  .option('--source-user <user>', 'ACL user on the source')
+  .option('--source-password <password>', 'source password (or FERRY_SOURCE_PASSWORD)')
+  .option('--target-user <user>', 'ACL user on the target')
+  .option('--target-password <password>', 'target password (or FERRY_TARGET_PASSWORD)')
+  .option('--rounds <n>', 're-check differing keys this many rounds (keys still changing converge)', '1')
+  .option('--ttl-tolerance-ms <ms>', 'allowed TTL difference', '2000')
+  .option('--db-map <pairs>', 'the migration\'s db mapping: "N:M"')
+  .option('--dbs <list>', 'only these source dbs')
+  .option('--db-prefix <pairs>', 'the migration\'s per-db key prefixes: "1=db1:"')
+  .option('--json', 'the report as JSON on stdout')
+  .action(async (opts) => {
+    process.exitCode = await verifyCommand(opts);
   });
 
 program

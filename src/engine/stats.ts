@@ -44,6 +44,13 @@ export interface Checkpoint {
   db: number;
 }
 
+/** Refused writes: counted, by error code, the most recent ones in full. */
+export interface WriteErrorsView {
+  count: number;
+  byCode: Record<string, number>;
+  recent: WriteError[];
+}
+
 /** One source master's replication (a standalone source has exactly one). */
 export interface ShardProgress {
   source: string;

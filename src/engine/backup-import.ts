@@ -1,0 +1,194 @@
+import { EventEmitter } from 'node:events';
+import { Transform } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Endpoint } from '../common/endpoint.js';
+import { discoverDeployment } from '../cluster/topology.js';
+import { restorableOn } from '../rdb/dump.js';
+import { backupParts, planBackup, type BackupFile } from '../import/backup.js';
+import { readBackupPart } from '../import/read.js';
+import type { BackupWarning } from '../import/errors.js';
+import { openTarget, type Target } from '../target/target.js';
+import { ClusterStreamApplier } from './cluster-stream-applier.js';
+import { DbMapper } from './db-map.js';
+import { WriteErrorLog } from './errors.js';
+import { SnapshotApplier } from './snapshot-applier.js';
+import { emptySnapshotStats, emptyStreamStats, type WriteErrorsView } from './stats.js';
+import type { StreamSink } from './shard-sync.js';
+import { StreamApplier } from './stream-applier.js';
+
+export interface BackupImportOptions {
+  files: BackupFile[];
+  target: Endpoint[];
+  dbs?: DbMapper;
+  logger: Logger;
+  rewrite?: 'auto' | 'always';
+  maxPayloadBytes?: number;
+  /** Where zips from object stores are spooled (they need random access). */
+  tempDir?: string;
+}
+
+export interface BackupImportProgress {
+  phase: 'planning' | 'importing' | 'done' | 'failed' | 'stopped';
+  files: string[];
+  currentFile: string | null;
+  /** 0-100, from the bytes read of every file when their sizes are known. */
+  progress: number;
+  bytesRead: number;
+  bytesTotal: number | null;
+  keys: number;
+  commands: number;
+  warnings: BackupWarning[];
+  errors: WriteErrorsView;
+  failure: string | null;
+}
+
+/**
+ * Loads backup files (RDB, AOF with or without preamble, multi-part AOF, zip, tar.gz; local or
+ * from an object store) into a target, standalone or cluster: RDB entries go through the same
+ * SnapshotApplier as a migration's snapshot, AOF commands through the same stream appliers.
+ * The whole backup is checked up front where that can be known (formats, manifests, missing
+ * parts), so a bad backup fails before anything is written.
+ */
+export class BackupImport extends EventEmitter {
+  private readonly errors: WriteErrorLog;
+  private readonly snapshot = emptySnapshotStats();
+  private readonly stream = emptyStreamStats();
+  private state: BackupImportProgress;
+  private stopRequested = false;
+  private partBytes = 0;
+  private doneBytes = 0;
+
+  constructor(private readonly options: BackupImportOptions) {
+    super();
+    this.errors = new WriteErrorLog(options.logger);
+    this.state = {
+      phase: 'planning',
+      files: options.files.map((f) => f.name),
+      currentFile: null,
+      progress: 0,
+      bytesRead: 0,
+      bytesTotal: null,
+      keys: 0,
+      commands: 0,
+      warnings: [],
+      errors: { count: 0, byCode: {}, recent: [] },
+      failure: null,
+    };
+  }
+
+  progress(): BackupImportProgress {
+    const bytesRead = this.doneBytes + this.partBytes;
+    const total = this.state.bytesTotal;
+    return {
+      ...this.state,
+      bytesRead,
+      progress: this.state.phase === 'done' ? 100 : total ? Math.min(99, Math.floor((100 * bytesRead) / total)) : 0,
+      keys: this.snapshot.restored + this.snapshot.rewritten,
+      commands: this.stream.commandsForwarded,
+      warnings: [...this.state.warnings],
+      errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent] },
+    };
+  }
+
+  stop(): void {
+    this.stopRequested = true;
+  }
+
+  async run(): Promise<BackupImportProgress> {
+    const { logger } = this.options;
+    let target: Target | null = null;
+    let lost = null as Error | null;
+    const timer = setInterval(() => this.emit('progress', this.progress()), 1000);
+    try {
+      const plan = await planBackup(this.options.files, { tempDir: this.options.tempDir });
+      this.state.bytesTotal = plan.totalBytes;
+      for (const w of plan.warnings) this.warn(w);
+      const deployment = await discoverDeployment(this.options.target).catch((e: Error) => {
+        throw new Error(`target: ${e.message}`);
+      });
+      target = await openTarget(deployment, { user: this.options.target[0]!.user, password: this.options.target[0]!.password }, (e) => (lost ??= e));
+      let dbs = this.options.dbs ?? new DbMapper();
+      if (target.kind === 'cluster') dbs = dbs.withForcedDb(0);
+      const t = target;
+      const snapshotApplier = new SnapshotApplier(t, this.snapshot, this.errors, dbs, logger);
+      const parser = {
+        wantsPayload: (type: number, _v: number, magic: 'REDIS' | 'VALKEY') => this.options.rewrite !== 'always' && restorableOn(type, magic, t.info.format),
+        maxPayloadBytes: this.options.maxPayloadBytes,
+      };
+      this.setPhase('importing');
+      for await (const part of backupParts(this.options.files, { plan, tempDir: this.options.tempDir })) {
+        if (this.stopRequested) break;
+        this.state.currentFile = part.file;
+        logger.info({ file: part.file, kind: part.kind }, 'importing');
+        let sink: StreamSink | null = null;
+        let read = 0;
+        // Counts the bytes as they are pulled (a pipe keeps the back-pressure).
+        const counted = part.stream.pipe(
+          new Transform({
+            transform: (chunk: Buffer, _enc, done) => {
+              read += chunk.length;
+              this.partBytes = read;
+              done(null, chunk);
+            },
+          }),
+        );
+        part.stream.on('error', (e) => counted.destroy(e));
+        await readBackupPart(
+          { ...part, stream: counted },
+          {
+            entry: (e) => {
+              if (lost) throw lost;
+              return snapshotApplier.apply(e);
+            },
+            // Each AOF file starts on db 0, like a fresh client: a fresh applier does that.
+            beginCommands: () => {
+              sink = this.commandSink(t, dbs);
+            },
+            commands: async (batch) => {
+              if (lost) throw lost;
+              for (const command of batch) {
+                const pending = sink!.apply(command);
+                if (pending) await pending;
+              }
+            },
+            warning: (w) => this.warn(w),
+          },
+          { parser },
+        );
+        await t.drain();
+        this.doneBytes += read;
+        this.partBytes = 0;
+      }
+      await t.drain();
+      if (lost) throw lost;
+      this.setPhase(this.stopRequested ? 'stopped' : 'done');
+      return this.progress();
+    } catch (e) {
+      this.state.failure = lost ? `lost the target: ${lost.message}` : (e as Error).message;
+      this.setPhase('failed');
+      logger.error({ reason: this.state.failure }, 'import failed');
+      throw new Error(this.state.failure);
+    } finally {
+      clearInterval(timer);
+      target?.close();
+    }
+  }
+
+  private commandSink(target: Target, dbs: DbMapper): StreamSink {
+    const noop = (): void => undefined;
+    return target.kind === 'standalone'
+      ? new StreamApplier(target.writer.lanes[0]!, dbs, this.stream, this.errors, noop)
+      : new ClusterStreamApplier(target.router, dbs, this.stream, this.errors, noop, { logger: this.options.logger });
+  }
+
+  private warn(w: BackupWarning): void {
+    this.state.warnings.push(w);
+    if (this.state.warnings.length > 100) this.state.warnings.shift();
+    this.options.logger.warn({ file: w.file, offset: w.offset, code: w.code }, w.message);
+  }
+
+  private setPhase(phase: BackupImportProgress['phase']): void {
+    this.state.phase = phase;
+    this.emit('progress', this.progress());
+  }
+}
