@@ -28,7 +28,10 @@ export class Throttle {
     this.available = Math.min(this.burst(), this.available + ((now - this.last) / 1000) * this.bytesPerSecond);
     this.last = now;
     this.available -= bytes;
-    return this.available >= 0 ? 0 : Math.ceil((-this.available / this.bytesPerSecond) * 1000);
+    // A small debt is carried instead of paused for: timers cannot wait less than about a
+    // millisecond, so pausing for every chunk at high limits would halve the rate.
+    if (this.available >= -this.bytesPerSecond / 50) return 0;
+    return Math.ceil((-this.available / this.bytesPerSecond) * 1000);
   }
 
   /** A tenth of a second of traffic may go at once: smooth, yet not a syscall per byte. */
