@@ -17,11 +17,37 @@ import {
   requiredEnum,
   requiredString,
   requiredStringArray,
+  requiredObject,
   type JsonObject,
 } from './validate.js';
 import { jobView, logView, taskDetail, taskListItem, taskStats } from './views.js';
 
 type Params = { project_id: string; task_id?: string; job_id?: string };
+
+function optionalPositive(b: JsonObject, field: string, min: number, max: number): number | null {
+  const v = b[field];
+  if (v === undefined || v === null) return null;
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw Errors.invalidParameter(field, `It must be an integer from ${min} to ${max}.`);
+  return n;
+}
+
+function verificationView(task: Task): Record<string, unknown> {
+  const v = task.verification;
+  if (!v) return { status: 'none' };
+  const report = v.report as { equal?: boolean; keysChecked?: number; rounds?: number; counts?: unknown; differences?: unknown } | null;
+  return {
+    status: v.status,
+    started_at: v.startedAt,
+    finished_at: v.finishedAt,
+    equal: report?.equal ?? null,
+    keys_checked: report?.keysChecked ?? null,
+    rounds: report?.rounds ?? null,
+    counts: report?.counts ?? null,
+    differences: report?.differences ?? [],
+    error: v.error,
+  };
+}
 
 /** The DCS v2 data-migration operations (dcs-api.md section 1), all under /v2/{project_id}. */
 export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): void {
@@ -106,17 +132,72 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
     return { id: started.id, name: started.name, status: started.status, error: '' };
   });
 
-  // 1. CreateMigrationTask (backup-file import arrives with a later release).
+  // 1. CreateMigrationTask: a backup-file import (online tasks are created by op 2).
   app.post(`${base}/migration-task`, async (req) => {
     const b = body(req);
-    requiredString(b, 'task_name', { max: 64 });
+    const name = requiredString(b, 'task_name', { max: 64 });
     const type = requiredEnum(b, 'migration_type', MIGRATION_TYPES);
-    requiredEnum(b, 'migration_method', MIGRATION_METHODS);
+    const method = requiredEnum(b, 'migration_method', MIGRATION_METHODS);
     if (type === 'online_migration') {
       throw Errors.invalidValue('migration_type', 'Online migration tasks are created with POST /v2/{project_id}/migration/instance.');
     }
-    throw new ApiError(400, 'DCS.4800', 'Invalid migration_type in the request. backupfile_import is not supported by this Ferry version yet.');
+    const target = resolveEndpoint(req.projectId, 'target_instance', endpointBody(b, 'target_instance'));
+    const files = requiredObject(b, 'backup_files');
+    const fileSource = optionalEnum(files, 'file_source', ['self_build_obs', 'backup_record'] as const) ?? 'self_build_obs';
+    const list = files.files;
+    if (list !== undefined && list !== null && !Array.isArray(list)) throw Errors.invalidParameter('backup_files.files', 'It must be an array.');
+    const names = ((list ?? []) as unknown[]).map((f, i) => {
+      if (f === null || typeof f !== 'object') throw Errors.invalidParameter(`backup_files.files[${i}]`, 'It must be an object.');
+      return requiredString(f as JsonObject, 'file_name', { max: 1024, path: `backup_files.files[${i}].file_name` });
+    });
+    const bucketName = optionalString(files, 'bucket_name', { max: 255, path: 'backup_files.bucket_name' });
+    const backupId = optionalString(files, 'backup_id', { max: 255, path: 'backup_files.backup_id' });
+    if (fileSource === 'self_build_obs' && (!bucketName || names.length === 0)) {
+      throw Errors.invalidParameter(bucketName ? 'backup_files.files' : 'backup_files.bucket_name', 'An OBS import needs bucket_name and files.');
+    }
+    if (fileSource === 'backup_record' && !backupId) throw Errors.invalidParameter('backup_files.backup_id', 'A backup_record import needs backup_id.');
+    const now = new Date().toISOString();
+    const task: Task = {
+      id: TaskManager.newId(),
+      projectId: req.projectId,
+      name,
+      description: optionalString(b, 'description', { max: 1024 }) ?? '',
+      migrationType: 'backupfile_import',
+      migrationMethod: method,
+      resumeMode: 'manual',
+      bandwidthLimitMb: null,
+      networkType: null,
+      vpcId: null,
+      subnetId: null,
+      securityGroupId: null,
+      source: null,
+      target,
+      status: 'MIGRATING',
+      error: null,
+      jobId: null,
+      stats: null,
+      createdAt: now,
+      updatedAt: now,
+      stopRequested: false,
+      backupFiles: { fileSource, bucketName, files: names, backupId },
+    };
+    await store.createTask(task);
+    await manager.startImport(task);
+    const current = (await store.getTask(req.projectId, task.id)) ?? task;
+    return { id: current.id, name: current.name, status: current.status, error: current.error ?? '' };
   });
+
+  // Ferry extension: verify a task's source and target (POST starts, GET reads).
+  app.post(`${base}/migration-task/:task_id/verify`, async (req) => {
+    const task = await taskOf(req);
+    const b = body(req, true);
+    const rounds = optionalPositive(b, 'rounds', 1, 20) ?? 1;
+    const tolerance = optionalPositive(b, 'ttl_tolerance_ms', 0, 3_600_000) ?? 2000;
+    const started = await inState(() => manager.startVerify(task, rounds, tolerance));
+    return verificationView(started);
+  });
+
+  app.get(`${base}/migration-task/:task_id/verify`, async (req) => verificationView(await taskOf(req)));
 
   // 4. ListMigrationTask
   app.get(`${base}/migration-tasks`, async (req) => {

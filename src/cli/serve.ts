@@ -48,7 +48,7 @@ export async function serveCommand(opts: ServeOptions): Promise<void> {
 
   const store = SqliteTaskStore.open(path.join(dataDir, 'ferry.db'));
   const secrets = SecretBox.loadOrCreate(dataDir);
-  const manager = new TaskManager(store, secrets, logger);
+  const manager = new TaskManager(store, secrets, logger, { buckets: config.buckets, objectStore: config.objectStore, backupsDir: config.backupsDir });
   const app = await buildServer({
     store,
     manager,

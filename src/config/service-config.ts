@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { AkSkCredential, TokenCredential } from '../api/auth/credentials.js';
 import type { RegisteredInstance } from '../api/instances.js';
@@ -8,6 +9,12 @@ export interface ServiceConfig {
   akSk: AkSkCredential[];
   tokens: TokenCredential[];
   instances: RegisteredInstance[];
+  /** Backup import: bucket name → local directory (the embedded default object store). */
+  buckets: Record<string, string>;
+  /** Backup import from an S3-compatible store (OBS, MinIO, AWS S3). */
+  objectStore: { endpoint?: string; region?: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle?: boolean } | null;
+  /** Backup import by `backup_id`: <backupsDir>/<backup_id>/. */
+  backupsDir: string | null;
 }
 
 function fail(file: string, what: string): never {
@@ -29,7 +36,7 @@ function stringField(file: string, where: string, o: Record<string, unknown>, na
  * FERRY_PROJECT_ID when those are set. Errors name the file and the entry, never a secret.
  */
 export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ServiceConfig {
-  const config: ServiceConfig = { akSk: [], tokens: [], instances: [] };
+  const config: ServiceConfig = { akSk: [], tokens: [], instances: [], buckets: {}, objectStore: null, backupsDir: null };
   if (file) {
     let text: string;
     try {
@@ -69,6 +76,25 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
         password: stringField(file, where, o, 'password', false),
       });
     });
+    const buckets = top.buckets ?? {};
+    if (buckets === null || typeof buckets !== 'object' || Array.isArray(buckets)) fail(file, '"buckets" must be an object of bucket name to directory');
+    for (const [name, dir] of Object.entries(buckets as Record<string, unknown>)) {
+      if (typeof dir !== 'string' || dir === '') fail(file, `buckets.${name} must be a directory path`);
+      config.buckets[name] = path.resolve(path.dirname(file), dir);
+    }
+    if (top.objectStore !== undefined && top.objectStore !== null) {
+      const o = top.objectStore as Record<string, unknown>;
+      if (typeof o !== 'object') fail(file, '"objectStore" must be an object');
+      config.objectStore = {
+        endpoint: stringField(file, 'objectStore', o, 'endpoint', false),
+        region: stringField(file, 'objectStore', o, 'region', false) ?? 'us-east-1',
+        accessKeyId: stringField(file, 'objectStore', o, 'accessKeyId', false),
+        secretAccessKey: stringField(file, 'objectStore', o, 'secretAccessKey', false),
+        forcePathStyle: o.forcePathStyle === undefined ? true : o.forcePathStyle === true,
+      };
+    }
+    const backups = stringField(file, 'config', top, 'backupsDir', false);
+    if (backups) config.backupsDir = path.resolve(path.dirname(file), backups);
   }
   const { FERRY_AK: ak, FERRY_SK: sk, FERRY_PROJECT_ID: projectId } = env;
   if (ak || sk || projectId) {

@@ -2,11 +2,21 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseEndpoint, type Endpoint } from '../common/endpoint.js';
 import type { MigrationProgress } from '../engine/stats.js';
-import type { LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
+import type { BackupFilesSpec, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
 import type { SecretBox } from './secrets.js';
 import type { TaskStore } from './store.js';
 import { TaskRunner } from './runner.js';
-import type { FromWorker } from './worker-protocol.js';
+import type { FromWorker, ImportFiles } from './worker-protocol.js';
+import type { BackupImportProgress } from '../engine/backup-import.js';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+/** Where backup files come from: local directories named as buckets, an object store, a backups dir. */
+export interface ImportConfig {
+  buckets: Record<string, string>;
+  objectStore: { endpoint?: string; region?: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle?: boolean } | null;
+  backupsDir: string | null;
+}
 
 /** A task operation refused because of the task's state (DCS.4957). */
 export class TaskStateError extends Error {}
@@ -26,6 +36,7 @@ interface Running {
   lastPersist: number;
   restarts: number;
   streamBase: number | null;
+  importProgress: BackupImportProgress | null;
 }
 
 export interface ConfigureInput {
@@ -54,11 +65,19 @@ export class TaskManager {
     private readonly store: TaskStore,
     private readonly secrets: SecretBox,
     private readonly logger: Logger,
+    private readonly imports: ImportConfig = { buckets: {}, objectStore: null, backupsDir: null },
   ) {}
+
+  private readonly verifications = new Map<string, TaskRunner>();
 
   /** After a restart: migrating tasks start again; tasks that were stopping are stopped. */
   async recover(): Promise<void> {
     for (const task of await this.store.listTasksByStatus(ACTIVE_STATUSES)) {
+      if (task.migrationType === 'backupfile_import') {
+        // Replaying an AOF twice would apply its INCRs twice: an interrupted import is not restarted.
+        await this.fail(task.id, 'the service restarted during the import; the target may hold part of the backup: start a new import');
+        continue;
+      }
       if (task.status === 'TERMINATING' || task.stopRequested) {
         await this.setStatus(task, 'TERMINATED');
         continue;
@@ -149,6 +168,7 @@ export class TaskManager {
   /** Live stats of a running task, or what was stored last. */
   stats(task: Task): TaskStats | null {
     const running = this.running.get(task.id);
+    if (running?.importProgress) return this.importStats(running.importProgress);
     if (!running?.progress) return task.stats;
     return this.statsFrom(task, running);
   }
@@ -157,12 +177,77 @@ export class TaskManager {
     return this.running.has(taskId);
   }
 
+  /** Starts a backup-file import task (status MIGRATING). */
+  async startImport(task: Task): Promise<void> {
+    const spec = task.backupFiles!;
+    let files: ImportFiles;
+    try {
+      files = this.importFiles(spec);
+    } catch (e) {
+      await this.fail(task.id, (e as Error).message);
+      return;
+    }
+    const target = this.endpointOf(task.target);
+    await this.log(task.id, 'INFO', 'IMPORT', `import of ${spec.files.join(', ') || spec.backupId} started`);
+    const runner = new TaskRunner({ type: 'start-import', taskId: task.id, files, target }, (m) => void this.onWorkerMessage(task.id, m));
+    const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts: 0, streamBase: null, importProgress: null };
+    this.running.set(task.id, running);
+    runner.launch();
+    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
+  }
+
+  private importFiles(spec: BackupFilesSpec): ImportFiles {
+    if (spec.fileSource === 'backup_record') {
+      if (!this.imports.backupsDir) throw new Error('no backups directory is configured (config "backupsDir")');
+      const dir = path.join(this.imports.backupsDir, spec.backupId ?? '');
+      if (!spec.backupId || path.relative(this.imports.backupsDir, dir).startsWith('..') || !existsSync(dir)) throw new Error(`backup record ${spec.backupId} not found`);
+      const names = spec.files.length ? spec.files : readdirSync(dir).filter((n) => statSync(path.join(dir, n)).isFile());
+      return { kind: 'local', dir, names };
+    }
+    const bucket = spec.bucketName ?? '';
+    const local = this.imports.buckets[bucket];
+    if (local) return { kind: 'local', dir: local, names: spec.files };
+    if (this.imports.objectStore) return { kind: 's3', config: this.imports.objectStore, bucket, names: spec.files };
+    throw new Error(`bucket ${bucket} is not configured (config "buckets" or "objectStore")`);
+  }
+
+  /** Starts a verification of the task's source and target in a worker (a Ferry extension). */
+  async startVerify(task: Task, rounds: number, ttlToleranceMs: number): Promise<Task> {
+    if (this.verifications.has(task.id)) throw new TaskStateError('a verification of this task is already running');
+    if (!task.source || !task.target) throw new TaskStateError('the task has no source and target to compare (configure it first)');
+    task.verification = { status: 'running', startedAt: new Date().toISOString(), finishedAt: null, report: null, error: null };
+    await this.store.updateTask(task);
+    const runner = new TaskRunner(
+      { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs },
+      (m) => {
+        if (m.type !== 'verify-done') return;
+        void this.finishVerify(task.id, m.report, m.error);
+      },
+    );
+    this.verifications.set(task.id, runner);
+    runner.launch();
+    void runner.exited.then(() => {
+      this.verifications.delete(task.id);
+      if (!runner.reportedOutcome) void this.finishVerify(task.id, null, 'the verification worker exited without a result');
+    });
+    return task;
+  }
+
+  private async finishVerify(taskId: string, report: unknown, error: string | null): Promise<void> {
+    const task = await this.store.getTaskById(taskId);
+    if (!task?.verification || task.verification.status !== 'running') return;
+    task.verification = { ...task.verification, status: error ? 'failed' : 'done', finishedAt: new Date().toISOString(), report, error };
+    await this.store.updateTask(task);
+    await this.log(taskId, error ? 'ERROR' : 'INFO', 'VERIFY', error ? `verification failed: ${error}` : `verification done: ${(report as { equal?: boolean }).equal ? 'equal' : 'differences found'}`);
+  }
+
   /** Stops every worker (service shutdown): their tasks keep their status and resume at start. */
   async shutdown(): Promise<void> {
     this.closing = true;
     const all = [...this.running.values()];
     for (const r of all) r.runner.kill();
-    await Promise.all(all.map((r) => r.runner.exited));
+    for (const v of this.verifications.values()) v.kill();
+    await Promise.all([...all.map((r) => r.runner.exited), ...[...this.verifications.values()].map((v) => v.exited)]);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -181,7 +266,7 @@ export class TaskManager {
       { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode },
       (m) => void this.onWorkerMessage(task.id, m),
     );
-    const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null };
+    const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null, importProgress: null };
     this.running.set(task.id, running);
     runner.launch();
     void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
@@ -220,7 +305,37 @@ export class TaskManager {
           }
           return;
         }
+        case 'import-progress': {
+          running.importProgress = m.progress;
+          const task = await this.store.getTaskById(taskId);
+          if (!task) return;
+          task.stats = this.importStats(m.progress);
+          if (m.progress.warnings.length > 0 && task.stats) task.stats.writeErrors = m.progress.errors.count;
+          const now = Date.now();
+          if (now - running.lastPersist > 2000 || m.progress.phase !== 'importing') {
+            running.lastPersist = now;
+            await this.store.updateTask(task);
+          }
+          return;
+        }
+        case 'verify-done':
+          return;
         case 'finished': {
+          if (running.importProgress) {
+            const task = await this.store.getTaskById(taskId);
+            if (!task) return;
+            task.stats = this.importStats(running.importProgress);
+            task.updatedAt = new Date().toISOString();
+            if (m.outcome === 'failed') {
+              task.error = m.reason;
+              await this.log(taskId, 'ERROR', 'FAILED', `import failed: ${m.reason}`);
+            } else {
+              task.status = m.outcome === 'done' ? 'SUCCESS' : 'TERMINATED';
+              await this.log(taskId, 'INFO', task.status, `import ${m.outcome}: ${running.importProgress.keys} keys, ${running.importProgress.commands} commands`);
+            }
+            await this.store.updateTask(task);
+            return;
+          }
           running.progress = m.progress;
           const task = await this.store.getTaskById(taskId);
           if (!task) return;
@@ -255,6 +370,10 @@ export class TaskManager {
       return;
     }
     if (task.status === 'SUCCESS' || task.status === 'TERMINATED') return;
+    if (task.migrationType === 'backupfile_import') {
+      await this.fail(taskId, task.error ?? `the import worker exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`);
+      return;
+    }
     const reason = running.runner.reportedOutcome
       ? (task.error ?? 'the migration ended unexpectedly')
       : `the worker process exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`;
@@ -314,6 +433,22 @@ export class TaskManager {
       running.ops = Math.max(0, (ops - last.ops) / seconds);
     }
     running.lastSample = { at: now, bytes, ops };
+  }
+
+  private importStats(p: BackupImportProgress): TaskStats {
+    return {
+      fullMigrationProgress: p.progress,
+      lagBytes: 0,
+      sourceDbsize: null,
+      targetDbsize: null,
+      targetInputKbps: 0,
+      targetOps: 0,
+      isMigrating: p.phase === 'importing' || p.phase === 'planning',
+      keysMigrated: p.keys + p.commands,
+      writeErrors: p.errors.count,
+      reconnects: 0,
+      checkpoint: null,
+    };
   }
 
   private statsFrom(task: Task, running: Running): TaskStats {

@@ -47,6 +47,23 @@ export interface TaskStats {
   checkpoint: { replid: string; appliedOffset: number; db: number } | null;
 }
 
+/** What a backup-file import reads (DCS `backup_files`). */
+export interface BackupFilesSpec {
+  fileSource: 'self_build_obs' | 'backup_record';
+  bucketName: string | null;
+  files: string[];
+  backupId: string | null;
+}
+
+/** The last verification of a task's source and target (a Ferry extension). */
+export interface TaskVerification {
+  status: 'running' | 'done' | 'failed';
+  startedAt: string;
+  finishedAt: string | null;
+  report: unknown;
+  error: string | null;
+}
+
 export interface Task {
   id: string;
   projectId: string;
@@ -71,6 +88,9 @@ export interface Task {
   updatedAt: string;
   /** Set when the task has been asked to stop; survives restarts. */
   stopRequested: boolean;
+  /** Backup-file import tasks: what to read. */
+  backupFiles?: BackupFilesSpec | null;
+  verification?: TaskVerification | null;
 }
 
 export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';

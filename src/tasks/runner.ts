@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { FromWorker, ToWorker, WorkerStart } from './worker-protocol.js';
+import type { FromWorker, ToWorker, WorkerStart, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
 
 /**
  * One worker process for one task's migration. Under tsx (tests, development) the worker is
@@ -14,7 +14,7 @@ export class TaskRunner {
   private resolveExited!: (v: { code: number | null; signal: NodeJS.Signals | null }) => void;
 
   constructor(
-    private readonly start: WorkerStart,
+    private readonly start: WorkerStart | WorkerStartImport | WorkerStartVerify,
     private readonly onMessage: (message: FromWorker) => void,
   ) {
     this.exited = new Promise((resolve) => (this.resolveExited = resolve));

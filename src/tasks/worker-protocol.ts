@@ -1,6 +1,8 @@
 import type { Endpoint } from '../common/endpoint.js';
 import type { MigrationMethod } from '../engine/migration.js';
 import type { MigrationProgress } from '../engine/stats.js';
+import type { BackupImportProgress } from '../engine/backup-import.js';
+import type { VerifyReport } from '../verify/index.js';
 
 /**
  * Messages between the service and the worker process that runs one task's migration. Each
@@ -25,11 +27,32 @@ export interface WorkerUpdate {
   resumeMode: 'auto' | 'manual';
 }
 
+/** Where an import's files are, in a form that crosses the IPC channel. */
+export type ImportFiles =
+  | { kind: 'local'; dir: string; names: string[] }
+  | { kind: 's3'; config: { endpoint?: string; region?: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle?: boolean }; bucket: string; names: string[] };
+
+export interface WorkerStartImport {
+  type: 'start-import';
+  taskId: string;
+  files: ImportFiles;
+  target: Endpoint[];
+}
+
+export interface WorkerStartVerify {
+  type: 'start-verify';
+  taskId: string;
+  source: Endpoint[];
+  target: Endpoint[];
+  rounds: number;
+  ttlToleranceMs: number;
+}
+
 export interface WorkerStop {
   type: 'stop';
 }
 
-export type ToWorker = WorkerStart | WorkerStop | WorkerUpdate;
+export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStop | WorkerUpdate;
 
 export interface WorkerProgress {
   type: 'progress';
@@ -54,4 +77,15 @@ export interface WorkerFinished {
   progress: MigrationProgress;
 }
 
-export type FromWorker = WorkerProgress | WorkerLog | WorkerFinished;
+export interface WorkerImportProgress {
+  type: 'import-progress';
+  progress: BackupImportProgress;
+}
+
+export interface WorkerVerifyDone {
+  type: 'verify-done';
+  report: VerifyReport | null;
+  error: string | null;
+}
+
+export type FromWorker = WorkerProgress | WorkerLog | WorkerFinished | WorkerImportProgress | WorkerVerifyDone;

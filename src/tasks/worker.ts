@@ -7,7 +7,12 @@ import { Migration } from '../engine/migration.js';
 import type { MigrationProgress } from '../engine/stats.js';
 import { TargetConnection } from '../target/connection.js';
 import type { Endpoint } from '../common/endpoint.js';
-import type { FromWorker, ToWorker, WorkerStart } from './worker-protocol.js';
+import os from 'node:os';
+import type { FromWorker, ToWorker, WorkerStart, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
+import { BackupImport, type BackupImportProgress } from '../engine/backup-import.js';
+import { localDirectoryFiles, s3Files } from '../import/sources.js';
+import { verifyDeployments } from '../verify/index.js';
+import { emptySnapshotStats, emptyStreamStats } from '../engine/stats.js';
 
 function send(message: FromWorker): void {
   process.send?.(message);
@@ -122,7 +127,72 @@ async function run(start: WorkerStart): Promise<void> {
   process.disconnect?.();
 }
 
+/** A backup-file import task: progress and outcome over IPC, like a migration. */
+async function runImport(start: WorkerStartImport): Promise<void> {
+  const logger = pino({ level: 'warn', base: undefined }, {
+    write(line: string) {
+      try {
+        const entry = JSON.parse(line) as { level: number; msg: string; file?: string; offset?: number };
+        send({ type: 'log', level: entry.level >= 50 ? 'ERROR' : 'WARN', code: entry.level >= 50 ? 'ERROR' : 'WARNING', message: `${entry.msg}${entry.file ? ` (${entry.file}${entry.offset !== undefined && entry.offset !== null ? ` at byte ${entry.offset}` : ''})` : ''}` });
+      } catch {
+        /* never worth crashing the worker */
+      }
+    },
+  });
+  const f = start.files;
+  const files = f.kind === 'local' ? localDirectoryFiles(f.dir, f.names) : s3Files(f.config, f.bucket, f.names);
+  const job = new BackupImport({ files, target: start.target, logger, tempDir: os.tmpdir() });
+  job.on('progress', (p: BackupImportProgress) => send({ type: 'import-progress', progress: p }));
+  process.on('message', (m: ToWorker) => {
+    if (m.type === 'stop') job.stop();
+  });
+  try {
+    const result = await job.run();
+    send({ type: 'import-progress', progress: result });
+    send({ type: 'finished', outcome: result.phase === 'stopped' ? 'stopped' : 'done', reason: null, progress: emptyProgress(result.keys) });
+  } catch (e) {
+    send({ type: 'import-progress', progress: job.progress() });
+    send({ type: 'finished', outcome: 'failed', reason: (e as Error).message, progress: emptyProgress(0) });
+  }
+  process.disconnect?.();
+}
+
+async function runVerify(start: WorkerStartVerify): Promise<void> {
+  try {
+    const report = await verifyDeployments({ source: start.source, target: start.target, rounds: start.rounds, ttlToleranceMs: start.ttlToleranceMs });
+    send({ type: 'verify-done', report, error: null });
+  } catch (e) {
+    send({ type: 'verify-done', report: null, error: (e as Error).message });
+  }
+  process.disconnect?.();
+}
+
+/** The outcome message carries migration progress; an import has none beyond its key count. */
+function emptyProgress(keys: number): MigrationProgress {
+  return {
+    phase: 'done',
+    replid: null,
+    checkpoint: null,
+    shards: [],
+    snapshot: { ...emptySnapshotStats(), keys },
+    stream: emptyStreamStats(),
+    reconnects: 0,
+    fullResyncs: 0,
+    errors: { count: 0, byCode: {}, recent: [] },
+    failure: null,
+  };
+}
+
 process.once('message', (m: ToWorker) => {
+  if (m.type === 'start-import' || m.type === 'start-verify') {
+    const job = m.type === 'start-import' ? runImport(m) : runVerify(m);
+    job.catch((e: Error) => {
+      send({ type: 'log', level: 'ERROR', code: 'WORKER', message: `worker crashed: ${e.message}` });
+      process.exitCode = 1;
+      process.disconnect?.();
+    });
+    return;
+  }
   if (m.type !== 'start') {
     process.exit(0);
   }

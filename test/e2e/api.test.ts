@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -112,11 +113,14 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
   let target: RedisServer;
   let client: Client;
   let other: Client;
+  let bucketDir: string;
 
   before(async () => {
     source = await startRedis({ password: 'src-pass-123' });
     target = await startRedis();
+    bucketDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-bucket-'));
     service = await startService({
+      buckets: { 'local-bucket': bucketDir },
       credentials: [
         { ak: AK, sk: SK, projectId: PROJECT },
         { ak: OTHER_AK, sk: OTHER_SK, projectId: OTHER_PROJECT },
@@ -131,6 +135,7 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
   after(async () => {
     await service?.stop();
     service?.cleanup();
+    if (bucketDir) rmSync(bucketDir, { recursive: true, force: true });
     await stopAll();
   });
 
@@ -353,7 +358,8 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
       ['batch-stop without list', 'POST', `/v2/${PROJECT}/migration-task/batch-stop`, '{}', 400, 'DCS.4800', /migration_tasks/],
       ['batch-restart of 51', 'POST', `/v2/${PROJECT}/migration-tasks/batch-restart`, JSON.stringify({ migration_tasks: Array.from({ length: 51 }, (_, i) => `t${i}`) }), 400, 'DCS.4800'],
       ['delete with a string', 'DELETE', `/v2/${PROJECT}/migration-tasks/delete`, '{"task_id_list":"x"}', 400, 'DCS.4800', /task_id_list/],
-      ['backup import (later)', 'POST', `/v2/${PROJECT}/migration-task`, JSON.stringify({ task_name: 'b', migration_type: 'backupfile_import', migration_method: 'full_amount_migration', target_instance: { id: 'x' } }), 400, 'DCS.4800', /backupfile_import/],
+      ['import into an unknown instance', 'POST', `/v2/${PROJECT}/migration-task`, JSON.stringify({ task_name: 'b', migration_type: 'backupfile_import', migration_method: 'full_amount_migration', target_instance: { id: 'x' }, backup_files: { bucket_name: 'b', files: [{ file_name: 'f' }] } }), 404, 'DCS.3022'],
+      ['import without files', 'POST', `/v2/${PROJECT}/migration-task`, JSON.stringify({ task_name: 'b', migration_type: 'backupfile_import', migration_method: 'full_amount_migration', target_instance: { addrs: target.addr }, backup_files: { bucket_name: 'b' } }), 400, 'DCS.4800', /backup_files.files/],
       ['exchange-ip (later)', 'POST', `/v2/${PROJECT}/migration-task/${taskId}/exchange-ip`, '{}', 400, 'DCS.4957'],
       ['stop a task that is not migrating', 'POST', `/v2/${PROJECT}/migration-task/${taskId}/stop`, '', 400, 'DCS.4957'],
       ['huge body', 'POST', configure, Buffer.alloc(3 * 1024 * 1024, 0x20), 413, 'APIGW.0201'],
@@ -378,5 +384,61 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
     for (const p of ['/v2/{project_id}/migration/instance', '/v2/{project_id}/migration/{task_id}/task', '/v2/{project_id}/migration-tasks/batch-restart', '/v2/{project_id}/jobs/{job_id}']) {
       assert.ok(p in doc.paths, p);
     }
+  });
+
+  it('imports a backup file from a bucket (CreateMigrationTask backupfile_import) and verifies a task (extension)', async () => {
+    await source.client(0).flushall();
+    await target.client(0).flushall();
+    for (let i = 0; i < 50; i++) await source.client(i % 3).set(`imported:${i}`, String(i));
+    await source.client().call('SAVE');
+    copyFileSync(path.join(source.dir, 'dump.rdb'), path.join(bucketDir, 'dump.rdb'));
+    const created = ok(
+      await client.call('POST', '/v2/{project_id}/migration-task', {
+        data: {
+          task_name: 'restore-backup',
+          migration_type: 'backupfile_import',
+          migration_method: 'full_amount_migration',
+          target_instance: { id: 'redis-target-1' },
+          backup_files: { file_source: 'self_build_obs', bucket_name: 'local-bucket', files: [{ file_name: 'dump.rdb', size: '1' }] },
+        },
+      }),
+    );
+    assert.equal(created.status, 'MIGRATING');
+    const done = await waitForStatus(client, String(created.id), ['SUCCESS', 'FAILED']);
+    assert.equal(done.status, 'SUCCESS', JSON.stringify(done));
+    const diffs = await compareServers(source, target);
+    assert.equal(diffs.length, 0, formatDifferences(diffs));
+
+    // A file that is not a backup fails the task with the reason, before writing anything.
+    writeFileSync(path.join(bucketDir, 'notes.txt'), 'not a backup at all');
+    const bad = ok(
+      await client.call('POST', '/v2/{project_id}/migration-task', {
+        data: { task_name: 'bad', migration_type: 'backupfile_import', migration_method: 'full_amount_migration', target_instance: { addrs: target.addr }, backup_files: { bucket_name: 'local-bucket', files: [{ file_name: 'notes.txt' }] } },
+      }),
+    );
+    const failed = await waitForStatus(client, String(bad.id), ['FAILED', 'SUCCESS']);
+    assert.equal(failed.status, 'FAILED');
+    assert.match(String(failed.error), /notes\.txt/);
+
+    // Verification of an online task's source and target.
+    const taskId = await createTask(client, 'to-verify');
+    ok(
+      await client.call('POST', '/v2/{project_id}/migration/{task_id}/task', {
+        pathParams: { task_id: taskId },
+        data: { migration_method: 'full_amount_migration', resume_mode: 'auto', source_instance: { addrs: source.addr, password: 'src-pass-123' }, target_instance: { addrs: target.addr } },
+      }),
+    );
+    await waitForStatus(client, taskId, ['SUCCESS']);
+    const started = ok(await client.call('POST', '/v2/{project_id}/migration-task/{task_id}/verify', { pathParams: { task_id: taskId }, data: { rounds: 2 } }));
+    assert.equal(started.status, 'running');
+    let result: SdkResponse | SdkError = started;
+    for (let i = 0; i < 100; i++) {
+      result = await client.call('GET', '/v2/{project_id}/migration-task/{task_id}/verify', { pathParams: { task_id: taskId } });
+      if (!isError(result) && result.status !== 'running') break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const verified = ok(result);
+    assert.equal(verified.status, 'done', JSON.stringify(verified));
+    assert.equal(verified.equal, true, JSON.stringify(verified));
   });
 });

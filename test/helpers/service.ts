@@ -12,6 +12,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export interface ServiceConfigFile {
   credentials?: ({ ak: string; sk: string; projectId: string } | { token: string; projectId: string })[];
   instances?: { id: string; projectId: string; name: string; addrs: string; password?: string }[];
+  buckets?: Record<string, string>;
+  backupsDir?: string;
 }
 
 /** A real `ferry serve` process (the built dist/cli.js) on a free loopback port. */
