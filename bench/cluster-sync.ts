@@ -9,7 +9,8 @@
 import { slotOf } from '../src/cluster/split.js';
 import { TargetConnection } from '../src/target/connection.js';
 import { startRedis, stopAll } from '../test/helpers/redis-server.js';
-import { startCluster, SLOTS } from '../test/helpers/redis-cluster.js';
+import { startCluster } from '../test/helpers/redis-cluster.js';
+import { discoverDeployment, slotMapOf } from '../src/cluster/topology.js';
 import { ferryFull, loadMixedKeys, nativeReplication } from './common.js';
 
 const KEYS = Number(process.env.BENCH_KEYS ?? 600_000);
@@ -20,11 +21,13 @@ async function main(): Promise<void> {
   const source = await startCluster({ masters: 3, config });
   try {
     const masters = await source.masters();
-    // Route each key to its slot's master ourselves (evenly split slots, masters by first slot).
-    const connections = await Promise.all(masters.map((m) => TargetConnection.connect({ host: m.host, port: m.port })));
-    const share = Math.ceil(SLOTS / masters.length);
+    // Route each key to its slot's master ourselves, from the cluster's own slot map.
+    const deployment = await discoverDeployment([{ host: masters[0]!.host, port: masters[0]!.port }]);
+    if (deployment.kind !== 'cluster') throw new Error('the source is not a cluster');
+    const owner = slotMapOf(deployment.shards);
+    const connections = await Promise.all(deployment.shards.map((s) => TargetConnection.connect({ host: s.master.host, port: s.master.port })));
     process.stdout.write(`loading ${KEYS.toLocaleString('en-US')} mixed keys into a 3-master cluster...\n`);
-    await loadMixedKeys(KEYS, async (key) => connections[Math.min(masters.length - 1, Math.floor(slotOf(Buffer.from(key)) / share))]!);
+    await loadMixedKeys(KEYS, async (key) => connections[owner[slotOf(Buffer.from(key))]!]!);
     for (const c of connections) c.destroy('loaded');
 
     let ferry = { seconds: Infinity, peakRssMb: 0 };
