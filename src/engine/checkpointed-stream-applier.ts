@@ -36,7 +36,12 @@ interface Queued {
   name: string;
   key: Buffer | null;
   db: number;
+  /** The command itself (absent for a SELECT the lane inserted), to resend an aborted batch. */
+  encoded?: Buffer;
 }
+
+/** Queue-time refusals that pass with time: the batch is sent again after a pause. */
+const TRANSIENT = /^(OOM|LOADING|BUSY|MASTERDOWN|TRYAGAIN|MISCONF)\b/;
 
 /**
  * Exactly-once application of the command stream to a standalone target: the commands are
@@ -98,15 +103,26 @@ export class CheckpointedStreamApplier implements StreamSink {
       this.stats.commandsDropped++;
       return this.boundary(command.offsetAfter);
     }
+    if (this.blocked) return this.blocked.then(() => this.apply(command));
     this.open();
     this.stats.commandsForwarded++;
-    if (this.lane.sendEncoded(db, command.raw)) this.batch.push({ name: 'SELECT', key: null, db });
-    this.batch.push({ name: name.toUpperCase(), key: args[1] ?? null, db });
+    const queued: Queued = { name: name.toUpperCase(), key: args[1] ?? null, db, encoded: command.raw };
+    if (this.lane.sendEncoded(db, command.raw, (error) => this.queuedReply(error), false)) this.batch.push({ name: 'SELECT', key: null, db });
+    this.batch.push(queued);
     return this.boundary(command.offsetAfter);
+  }
+
+  /** A batch aborted by a passing refusal (OOM...) is being sent again: everything waits. */
+  private blocked: Promise<void> | null = null;
+  private transientInBatch: string | null = null;
+
+  private queuedReply(error: string | null): void {
+    if (error && TRANSIENT.test(error)) this.transientInBatch ??= error;
   }
 
   /** The end of what the socket delivered: commit what is batched. */
   chunkEnd(): void | Promise<void> {
+    if (this.blocked) return this.blocked.then(() => this.chunkEnd());
     if (!this.sourceInTransaction) this.commit();
     if (this.lane.full) return this.lane.waitForRoom();
   }
@@ -141,11 +157,24 @@ export class CheckpointedStreamApplier implements StreamSink {
     const batch = this.batch;
     this.batch = [];
     this.batchOpen = false;
-    if (replid !== null) {
-      if (this.lane.send(0, ['SET', this.options.key, formatCheckpoint(replid, offset, db)])) batch.push({ name: 'SELECT', key: null, db: 0 });
+    const checkpoint = replid === null ? null : encodeCommand(['SET', this.options.key, formatCheckpoint(replid, offset, db)]);
+    if (checkpoint) {
+      if (this.lane.sendEncoded(0, checkpoint, undefined, false)) batch.push({ name: 'SELECT', key: null, db: 0 });
       batch.push({ name: 'SET', key: this.options.key, db: 0 });
     }
     this.lane.sendRaw(EXEC, (error, reply) => {
+      const transient = this.transientInBatch;
+      this.transientInBatch = null;
+      if (error && transient) {
+        // The target refused a command for a passing reason (OOM...): nothing of the batch
+        // was applied; send it again, whole, after a pause, and hold everything behind it.
+        this.lane.forgetDb();
+        this.blocked = this.resend(batch, checkpoint, transient).then(() => {
+          this.blocked = null;
+          this.advance(offset, db);
+        });
+        return;
+      }
       if (error) {
         // EXECABORT: a command was refused when queued, and the whole batch with it.
         this.lane.forgetDb();
@@ -153,6 +182,38 @@ export class CheckpointedStreamApplier implements StreamSink {
       } else if (Array.isArray(reply)) this.reportErrors(batch, reply);
       this.advance(offset, db);
     });
+  }
+
+  private async resend(batch: Queued[], checkpoint: Buffer | null, firstError: string): Promise<void> {
+    let error = firstError;
+    for (let attempt = 1; ; attempt++) {
+      this.errors.logger.warn({ error, commands: batch.length, attempt }, 'the target refused a batch for a passing reason; retrying');
+      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(attempt - 1, 6))));
+      await this.lane.drain();
+      this.lane.forgetDb();
+      this.lane.sendRaw(MULTI);
+      const resent: Queued[] = [];
+      let refused: string | null = null;
+      for (const q of batch) {
+        if (!q.encoded) continue;
+        if (this.lane.sendEncoded(q.db, q.encoded, (e) => {
+          if (e && TRANSIENT.test(e)) refused ??= e;
+        }, false)) resent.push({ name: 'SELECT', key: null, db: q.db });
+        resent.push(q);
+      }
+      if (checkpoint) {
+        if (this.lane.sendEncoded(0, checkpoint, undefined, false)) resent.push({ name: 'SELECT', key: null, db: 0 });
+        resent.push({ name: 'SET', key: this.options.key, db: 0 });
+      }
+      const outcome = await new Promise<{ error: string | null; reply: Reply | undefined }>((resolve) => this.lane.sendRaw(EXEC, (e, reply) => resolve({ error: e, reply })));
+      if (outcome.error && refused) {
+        error = refused;
+        continue;
+      }
+      if (outcome.error) this.errors.record(resent[0]?.db ?? 0, resent.find((q) => q.key)?.key ?? null, `EXEC (${resent.length} commands)`, outcome.error);
+      else if (Array.isArray(outcome.reply)) this.reportErrors(resent, outcome.reply);
+      return;
+    }
   }
 
   private reportErrors(batch: Queued[], replies: Reply[]): void {

@@ -20,7 +20,7 @@ export class WriteErrorLog {
   private readonly byCode = new Map<string, number>();
 
   constructor(
-    private readonly logger: Logger,
+    readonly logger: Logger,
     private readonly keep = 100,
   ) {}
 

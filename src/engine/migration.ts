@@ -102,6 +102,17 @@ export class Migration extends EventEmitter {
   setResumeMode(mode: 'auto' | 'manual'): void {
     this.options.resumeMode = mode;
     for (const s of this.shards) s.setResumeMode(mode);
+    this.configureRetries();
+  }
+
+  /** In auto mode a write refused for a passing reason (OOM, LOADING...) is retried in order. */
+  private configureRetries(): void {
+    const target = this.target;
+    if (target?.kind !== 'standalone') return;
+    for (const lane of target.writer.lanes) {
+      lane.retryTransient = this.options.resumeMode === 'auto';
+      lane.onRetry = (error, commands, attempt) => this.options.logger.warn({ error, commands, attempt }, 'the target refused writes for a passing reason; retrying them in order');
+    }
   }
 
   /** Changes the bandwidth limit of a running migration (effective from the next chunk read). */
@@ -156,6 +167,7 @@ export class Migration extends EventEmitter {
         this.syncedResolve?.();
       }, this.options.lanes ?? 4);
       this.target = target;
+      this.configureRetries();
       logger.info({ source: source.kind, target: target.kind, version: target.info.version.join('.') }, 'connected');
 
       const masters = source.kind === 'standalone' ? [source.master] : source.shards.map((s) => s.master);

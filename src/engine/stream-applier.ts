@@ -5,6 +5,7 @@ import type { Lane } from '../target/writer.js';
 import type { DbMapper } from './db-map.js';
 import type { WriteErrorLog } from './errors.js';
 import type { StreamStats } from './stats.js';
+import { OffsetTracker } from './offset-tracker.js';
 
 export interface StreamApplierOptions {
   /** Drop FLUSHALL / FLUSHDB instead of forwarding them. */
@@ -46,11 +47,15 @@ export class StreamApplier {
   /** The source database selected at the applied offset (part of a checkpoint). */
   selectedDbAtApplied = 0;
 
-  /** Everything up to `offset` is applied; `db` was the stream's database right after it. */
-  private applied(offset: number, db: number): void {
+  /**
+   * The applied offset advances over commands in stream order only: a write the target refused
+   * for a passing reason (OOM...) is retried later, and what follows it must not be
+   * acknowledged before it.
+   */
+  private readonly tracker = new OffsetTracker((offset, db) => {
     this.selectedDbAtApplied = db;
     this.onApplied(offset);
-  }
+  });
 
   apply(command: StreamCommand): void | Promise<void> {
     const { name, args } = command;
@@ -87,17 +92,21 @@ export class StreamApplier {
     const upper = name.toUpperCase();
     if (this.inTransaction) {
       this.queued.push({ name: upper, key, db });
-      this.lane.sendEncoded(db, command.raw, (error) => {
-        // Only syntax-level refusals arrive here (the command is not queued; EXEC will abort).
-        if (error) this.errors.record(db, key, upper, error);
-      });
+      this.lane.sendEncoded(
+        db,
+        command.raw,
+        (error) => {
+          // Only queue-time refusals arrive here (the command is not queued; EXEC will abort).
+          if (error) this.errors.record(db, key, upper, error);
+        },
+        false,
+      );
       return this.roomOrNothing();
     }
-    const offset = command.offsetAfter;
-    const sourceDb = this.sourceDb;
+    const done = this.tracker.take(command.offsetAfter, this.sourceDb);
     this.lane.sendEncoded(db, command.raw, (error) => {
       if (error) this.errors.record(db, key, upper, error);
-      this.applied(offset, sourceDb);
+      done();
     });
     return this.roomOrNothing();
   }
@@ -108,7 +117,7 @@ export class StreamApplier {
     const queued = this.queued;
     this.queued = [];
     const lane = this.lane;
-    const sourceDb = this.sourceDb;
+    const done = this.tracker.take(offset, this.sourceDb);
     lane.sendRaw(EXEC, (error, reply) => {
       if (error) {
         lane.forgetDb();
@@ -121,7 +130,7 @@ export class StreamApplier {
           }
         });
       }
-      this.applied(offset, sourceDb);
+      done();
     });
     return this.roomOrNothing();
   }
@@ -149,8 +158,7 @@ export class StreamApplier {
 
   private advanceWhenApplied(offset: number): void | Promise<void> {
     if (this.inTransaction) return;
-    const sourceDb = this.sourceDb;
-    this.lane.marker(() => this.applied(offset, sourceDb));
+    this.tracker.take(offset, this.sourceDb)();
   }
 
   private roomOrNothing(): void | Promise<void> {

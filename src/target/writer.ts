@@ -4,6 +4,9 @@ import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { TargetConnection, TargetConnectionError } from './connection.js';
 import { rdbVersionOfServer, type TargetFormat } from '../rdb/dump.js';
 
+/** Refusals that pass with time: memory freed, loading done, a script finished. */
+const TRANSIENT = /^(OOM|LOADING|BUSY|MASTERDOWN|TRYAGAIN|MISCONF)\b/;
+
 /** Called with the target's verdict on one command; `error` is null on success. */
 export type ReplyHandler = (error: string | null, reply: Reply | undefined) => void;
 
@@ -22,6 +25,16 @@ export interface TargetInfo {
  */
 export class Lane {
   private selectedDb = -1;
+  /**
+   * Writes refused for a reason that passes (OOM, LOADING, BUSY...), to be sent again in order
+   * once everything in flight is answered; while there are some, the lane counts as full.
+   */
+  private readonly refused: { db: number; encoded: Buffer; onReply?: ReplyHandler }[] = [];
+  private retrying: Promise<void> | null = null;
+  /** Retry refusals that pass (resume mode auto); otherwise they are reported at once. */
+  retryTransient = false;
+  /** Called for each retry round, to log it. */
+  onRetry: ((error: string, commands: number, attempt: number) => void) | null = null;
 
   constructor(
     readonly connection: TargetConnection,
@@ -30,10 +43,11 @@ export class Lane {
   ) {}
 
   get full(): boolean {
-    return this.connection.full;
+    return this.retrying !== null || this.connection.full;
   }
 
-  waitForRoom(): Promise<void> {
+  async waitForRoom(): Promise<void> {
+    while (this.retrying) await this.retrying;
     return this.connection.waitForRoom();
   }
 
@@ -48,7 +62,8 @@ export class Lane {
   }
 
   /** Like send, for a command already in RESP form (forwarded as the source sent it). */
-  sendEncoded(db: number, encoded: Buffer, onReply?: ReplyHandler): boolean {
+  /** `retryable`: false inside a transaction, whose refusals abort it as a whole. */
+  sendEncoded(db: number, encoded: Buffer, onReply?: ReplyHandler, retryable = true): boolean {
     let selected = false;
     if (db !== this.selectedDb) {
       selected = true;
@@ -58,8 +73,52 @@ export class Lane {
       });
       this.selectedDb = db;
     }
-    this.sendRaw(encoded, onReply);
+    if (!this.retryTransient || !retryable) this.sendRaw(encoded, onReply);
+    else
+      this.sendRaw(encoded, (error, reply) => {
+        if (error && TRANSIENT.test(error)) this.refuse(db, encoded, onReply, error);
+        else onReply?.(error, reply);
+      });
     return selected;
+  }
+
+  private refuse(db: number, encoded: Buffer, onReply: ReplyHandler | undefined, error: string): void {
+    this.refused.push({ db, encoded, onReply });
+    this.retrying ??= this.retryRefused(error);
+  }
+
+  /**
+   * Sends the refused writes again, one at a time and in their order, with a growing pause,
+   * until the target takes each. (Writes already in flight behind a refused one may be applied
+   * before its retry: with OOM only writes that need memory are refused.)
+   */
+  private async retryRefused(firstError: string): Promise<void> {
+    let error = firstError;
+    try {
+      await this.connection.drain().catch(() => undefined);
+      for (let attempt = 1; this.refused.length > 0; attempt++) {
+        this.onRetry?.(error, this.refused.length, attempt);
+        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(attempt - 1, 6))));
+        while (this.refused.length > 0) {
+          const next = this.refused[0]!;
+          const outcome = await new Promise<{ error: string | null; reply: Reply | undefined }>((resolve) => {
+            if (next.db !== this.selectedDb) {
+              this.connection.send(encodeCommand(['SELECT', next.db]));
+              this.selectedDb = next.db;
+            }
+            this.sendRaw(next.encoded, (e, reply) => resolve({ error: e, reply }));
+          });
+          if (outcome.error && TRANSIENT.test(outcome.error)) {
+            error = outcome.error;
+            break; // still refused: pause and try again
+          }
+          this.refused.shift();
+          next.onReply?.(outcome.error, outcome.reply);
+        }
+      }
+    } finally {
+      this.retrying = null;
+    }
   }
 
   /** One command and its reply (a SELECT first when needed), as a promise. */
@@ -82,7 +141,8 @@ export class Lane {
     this.connection.marker(fn);
   }
 
-  drain(): Promise<void> {
+  async drain(): Promise<void> {
+    while (this.retrying) await this.retrying;
     return this.connection.drain();
   }
 }
