@@ -51,6 +51,9 @@ export interface MigrationOptions {
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
 
+/** The target could not be reached or logged in to. */
+class TargetUnavailable extends Error {}
+
 /**
  * How to empty what a single-source migration wrote, before a full resync: every target db the
  * source's dbs land in (FLUSHDB), or every master of a cluster. Not possible with key prefixes
@@ -91,6 +94,9 @@ export class Migration extends EventEmitter {
   private timer: NodeJS.Timeout | null = null;
   private syncedResolve: (() => void) | null = null;
   private readonly throttle: Throttle;
+  /** Times the target was lost and reconnected (auto mode). */
+  private targetReconnects = 0;
+  private wakeRetry: (() => void) | null = null;
 
   constructor(private readonly options: MigrationOptions) {
     super();
@@ -134,7 +140,7 @@ export class Migration extends EventEmitter {
       shards,
       snapshot: { ...this.snapshot },
       stream: totals,
-      reconnects: this.shards.reduce((n, s) => n + s.reconnects, 0),
+      reconnects: this.targetReconnects + this.shards.reduce((n, s) => n + s.reconnects, 0),
       fullResyncs: this.shards.reduce((n, s) => n + s.fullResyncs, 0),
       errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent] },
       failure: this.failure,
@@ -148,9 +154,51 @@ export class Migration extends EventEmitter {
     this.options.logger.info('stop requested');
     for (const s of this.shards) s.stop();
     this.syncedResolve?.();
+    this.wakeRetry?.();
   }
 
   async run(): Promise<MigrationProgress> {
+    const { logger } = this.options;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.runOnce(attempt > 1);
+      } catch (e) {
+        const reason = e instanceof Error ? e.message : String(e);
+        if (this.stopRequested && /stopped before start/.test(reason)) {
+          this.setPhase('stopped');
+          return this.progress();
+        }
+        // Once running, a target that does not answer yet (restarting) is waited for too.
+        const targetGone = this.targetLost !== null || (attempt > 1 && e instanceof TargetUnavailable);
+        if (!targetGone || this.options.resumeMode !== 'auto' || this.stopRequested) {
+          this.failure = reason;
+          this.setPhase('failed');
+          logger.error({ reason }, 'migration failed');
+          throw new Error(reason);
+        }
+        // The target went away (restart, network): wait for it, then start again. With
+        // checkpoints on the target the shards resume exactly where the target stands;
+        // without, they resync (purging first).
+        this.targetReconnects++;
+        logger.warn({ reason, attempt }, 'lost the target; reconnecting');
+        this.targetLost = null;
+        this.shards = [];
+        this.setPhase('connecting');
+        await new Promise<void>((resolve) => {
+          this.wakeRetry = resolve;
+          setTimeout(resolve, Math.min(10_000, 500 * 2 ** Math.min(attempt - 1, 5)));
+        });
+        this.wakeRetry = null;
+        if (this.stopRequested) {
+          this.setPhase('stopped');
+          return this.progress();
+        }
+      }
+    }
+  }
+
+  /** One attempt: connects, runs every shard, returns when done or stopped, throws on failure. */
+  private async runOnce(restarted: boolean): Promise<MigrationProgress> {
     const { logger } = this.options;
     try {
       const sourceList = list(this.options.source);
@@ -158,14 +206,15 @@ export class Migration extends EventEmitter {
       const source = await discoverDeployment(sourceList).catch((e: Error) => {
         throw new Error(`source: ${e.message}`);
       });
-      const targetDeployment = await discoverDeployment(targetList).catch((e: Error) => {
-        throw new Error(`target: ${e.message}`);
-      });
+      const unavailable = (e: Error): never => {
+        throw new TargetUnavailable(`target: ${e.message}`);
+      };
+      const targetDeployment = await discoverDeployment(targetList).catch(unavailable);
       const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password }, (error) => {
         this.targetLost ??= new Error(`lost the target: ${error.message}`);
         for (const s of this.shards) s.stop();
         this.syncedResolve?.();
-      }, this.options.lanes ?? 4);
+      }, this.options.lanes ?? 4).catch(unavailable);
       this.target = target;
       this.configureRetries();
       logger.info({ source: source.kind, target: target.kind, version: target.info.version.join('.') }, 'connected');
@@ -181,7 +230,7 @@ export class Migration extends EventEmitter {
 
       const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
       const checkpoints = await this.readCheckpoints(target, masters);
-      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i)));
+      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), restarted));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
 
@@ -206,15 +255,8 @@ export class Migration extends EventEmitter {
       this.setPhase(this.stopRequested && !this.synced ? 'stopped' : 'done');
       return this.progress();
     } catch (e) {
-      this.failure = this.targetLost?.message ?? (e instanceof Error ? e.message : String(e));
-      if (this.stopRequested && !this.targetLost && /stopped before start/.test(this.failure)) {
-        this.failure = null;
-        this.setPhase('stopped');
-        return this.progress();
-      }
-      this.setPhase('failed');
-      logger.error({ reason: this.failure }, 'migration failed');
-      throw new Error(this.failure);
+      if (this.targetLost) throw this.targetLost;
+      throw e;
     } finally {
       if (this.timer) clearInterval(this.timer);
       for (const s of this.shards) s.stop();
@@ -251,13 +293,14 @@ export class Migration extends EventEmitter {
     await target.writer.lanes[0]!.call(0, ['DEL', ...masters.map((_m, i) => this.checkpointKeyOf(i)!)]).catch(() => undefined);
   }
 
-  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>): ShardSync {
+  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync {
     const o = this.options;
     const checkpointKey = target.kind === 'standalone' ? this.checkpointKeyOf(index) : null;
     let shard: ShardSync | null = null;
     shard = new ShardSync({
       resumeFrom,
       locate,
+      priorWrites,
       resumeMode: o.resumeMode ?? 'manual',
       throttle: this.throttle,
       purge,

@@ -54,6 +54,8 @@ export interface ShardSyncOptions {
   resumeFrom?: Checkpoint | null;
   /** Where this shard's master is now (after a failover it is the promoted replica). */
   locate?: () => Promise<Endpoint>;
+  /** An earlier attempt wrote to the target: a full sync purges first. */
+  priorWrites?: boolean;
   /** Builds the stream applier; `applied` must be called with each newly applied offset. */
   makeStreamSink(stats: StreamStats, applied: (offset: number) => void): StreamSink;
 }
@@ -80,6 +82,7 @@ export class ShardSync {
   private wakeBackoff: (() => void) | null = null;
 
   constructor(private readonly options: ShardSyncOptions) {
+    if (options.priorWrites) this.wroteSomething = true;
     if (options.resumeFrom) {
       this.phase = 'reconnecting';
       this.replid = options.resumeFrom.replid;

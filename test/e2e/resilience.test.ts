@@ -252,4 +252,42 @@ describe('resilience: reconnect and resume', () => {
       await target.stop();
     }
   });
+
+  it('the target going away and coming back (restart): waits, then resumes from its checkpoint, counters exact', async () => {
+    const source = await startRedis({ config: { 'repl-backlog-size': '64mb', 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis();
+    const proxy = await startProxy(target.port);
+    try {
+      await source.client().set('seed', '1');
+      const m = new Migration({
+        source: { host: source.host, port: source.port },
+        target: { host: '127.0.0.1', port: proxy.port },
+        method: 'incremental',
+        resumeMode: 'auto',
+        checkpointKey: '__ferry:checkpoint:target-restart',
+        logger,
+        pollIntervalMs: 100,
+      });
+      const running = m.run();
+      await caughtUp(m, source);
+      const writes = load(source, 400, 'tr-');
+      await new Promise((r) => setTimeout(r, 100));
+      proxy.refuse();
+      proxy.cut();
+      await new Promise((r) => setTimeout(r, 1500));
+      proxy.accept();
+      await writes;
+      await until(m, (p) => p.reconnects >= 1, 'the target reconnect');
+      await caughtUp(m, source);
+      const diffs = (await compareServers(source, target)).filter((d) => !d.key.startsWith('__ferry:checkpoint'));
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      m.stop();
+      const result = await running;
+      assert.equal(result.phase, 'stopped');
+    } finally {
+      await proxy.close();
+      await source.stop();
+      await target.stop();
+    }
+  });
 });
