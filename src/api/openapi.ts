@@ -62,6 +62,7 @@ export function openApiDocument(): Record<string, unknown> {
                 bandwidth_limit_mb: { oneOf: [{ type: 'string' }, { type: 'integer', minimum: 1, maximum: 10240 }] },
                 source_instance: { $ref: '#/components/schemas/Endpoint' },
                 target_instance: { $ref: '#/components/schemas/Endpoint' },
+                write_error_policy: { enum: ['fail', 'skip'], 'x-ferry-extension': true, description: 'a write the target refuses for good: fail the task (default) or log and skip it' },
               },
             }),
           }),
@@ -69,7 +70,28 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       '/v2/{project_id}/migration-task': {
-        post: op('CreateMigrationTask (backupfile_import: not yet supported)', 'CreateMigrationTask', { requestBody: json({ type: 'object' }) }),
+        post: op('CreateMigrationTask (backupfile_import)', 'CreateMigrationTask', {
+          requestBody: json({
+            type: 'object',
+            required: ['task_name', 'migration_type', 'migration_method', 'target_instance', 'backup_files'],
+            properties: {
+              task_name: str,
+              description: str,
+              migration_type: { enum: ['backupfile_import'] },
+              migration_method: { enum: ['full_amount_migration', 'incremental_migration'] },
+              target_instance: { $ref: '#/components/schemas/Endpoint' },
+              backup_files: {
+                type: 'object',
+                properties: {
+                  file_source: { enum: ['self_build_obs', 'backup_record'] },
+                  bucket_name: str,
+                  backup_id: str,
+                  files: { type: 'array', items: { type: 'object', required: ['file_name'], properties: { file_name: str, size: str, update_at: str } } },
+                },
+              },
+            },
+          }),
+        }),
       },
       '/v2/{project_id}/migration-tasks': {
         get: {
@@ -130,6 +152,16 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v2/{project_id}/migration-task/{task_id}/exchange-ip': { post: { ...op('ExchangeInstanceIp (not supported yet)', 'ExchangeInstanceIp'), parameters: [projectId, taskId] } },
       '/v2/{project_id}/migration-task/{task_id}/rollback-ip': { post: { ...op('RollbackExchangeInstanceIp (not supported yet)', 'RollbackExchangeInstanceIp'), parameters: [projectId, taskId] } },
+      '/v2/{project_id}/migration-task/{task_id}/verify': {
+        post: {
+          ...op('Verify the task\'s source and target (Ferry extension)', 'VerifyMigrationTask', {
+            'x-ferry-extension': true,
+            requestBody: json({ type: 'object', properties: { rounds: { type: 'integer', minimum: 1, maximum: 20 }, ttl_tolerance_ms: { type: 'integer' } } }),
+          }),
+          parameters: [projectId, taskId],
+        },
+        get: { ...op('The last verification and its result (Ferry extension)', 'ShowMigrationTaskVerification', { 'x-ferry-extension': true }), parameters: [projectId, taskId] },
+      },
       '/v2/{project_id}/jobs/{job_id}': {
         get: { ...op('ShowJobInfo', 'ShowJobInfo'), parameters: [projectId, { name: 'job_id', in: 'path', required: true, schema: str }] },
       },

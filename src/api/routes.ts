@@ -128,7 +128,9 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
     const bandwidthLimitMb = optionalBandwidth(b);
     const source = resolveEndpoint(req.projectId, 'source_instance', endpointBody(b, 'source_instance'));
     const target = resolveEndpoint(req.projectId, 'target_instance', endpointBody(b, 'target_instance'));
-    const started = await inState(() => manager.configure(task, { method, resumeMode, bandwidthLimitMb, source, target }));
+    // Extension: what a write the target refuses for good does (default: fail the task).
+    const writeErrorPolicy = optionalEnum(b, 'write_error_policy', ['fail', 'skip'] as const) ?? 'fail';
+    const started = await inState(() => manager.configure(task, { method, resumeMode, bandwidthLimitMb, source, target, writeErrorPolicy }));
     return { id: started.id, name: started.name, status: started.status, error: '' };
   });
 

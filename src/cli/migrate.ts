@@ -25,6 +25,7 @@ export interface MigrateCommandOptions {
   resume?: string;
   bandwidthLimit?: string;
   checkpoint?: string;
+  onWriteError?: string;
 }
 
 const METHODS: Record<string, MigrationMethod> = {
@@ -38,6 +39,12 @@ export function parseMethod(text: string): MigrationMethod {
   const method = METHODS[text.toLowerCase()];
   if (!method) throw new Error(`invalid --method "${text}": use full, incremental, full_amount_migration or incremental_migration`);
   return method;
+}
+
+function parsePolicy(text: string | undefined): 'skip' | 'fail' {
+  if (text === undefined || text === 'skip') return 'skip';
+  if (text === 'fail') return 'fail';
+  throw new Error(`invalid --on-write-error "${text}": use skip or fail`);
 }
 
 function parseResume(text: string | undefined): 'auto' | 'manual' {
@@ -79,6 +86,7 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     resumeMode: parseResume(opts.resume),
     bandwidthLimitMb: parseBandwidth(opts.bandwidthLimit),
     checkpointKey: opts.checkpoint ? `__ferry:checkpoint:${opts.checkpoint}` : undefined,
+    writeErrorPolicy: parsePolicy(opts.onWriteError),
   });
 
   const tty = process.stderr.isTTY && !opts.json;

@@ -22,6 +22,8 @@ export class WriteErrorLog {
   constructor(
     readonly logger: Logger,
     private readonly keep = 100,
+    /** Told of every refused write (the migration's policy may stop on the first). */
+    private readonly onRecord: ((e: WriteError) => void) | null = null,
   ) {}
 
   record(db: number, key: Buffer | null, command: string, error: string): void {
@@ -32,6 +34,7 @@ export class WriteErrorLog {
     this.recent.push(entry);
     if (this.recent.length > this.keep) this.recent.shift();
     this.logger.error({ db, key: entry.key, command, error }, 'target refused a write');
+    this.onRecord?.(entry);
   }
 
   countsByCode(): Record<string, number> {

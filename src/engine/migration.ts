@@ -47,6 +47,11 @@ export interface MigrationOptions {
    * The key is removed when the migration ends (done or stopped), kept when it crashes.
    */
   checkpointKey?: string;
+  /**
+   * What a write the target refuses for good (WRONGTYPE, a collision...) does: 'skip' (the
+   * default) logs and counts it and goes on; 'fail' stops the migration on the first one.
+   */
+  writeErrorPolicy?: 'skip' | 'fail';
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
@@ -94,13 +99,19 @@ export class Migration extends EventEmitter {
   private timer: NodeJS.Timeout | null = null;
   private syncedResolve: (() => void) | null = null;
   private readonly throttle: Throttle;
+  private writeFailure: Error | null = null;
   /** Times the target was lost and reconnected (auto mode). */
   private targetReconnects = 0;
   private wakeRetry: (() => void) | null = null;
 
   constructor(private readonly options: MigrationOptions) {
     super();
-    this.errors = new WriteErrorLog(options.logger);
+    this.errors = new WriteErrorLog(options.logger, 100, (e) => {
+      if (this.options.writeErrorPolicy !== 'fail' || this.writeFailure) return;
+      this.writeFailure = new Error(`the target refused a write (policy: fail): ${e.command} ${e.key ?? ''} in db ${e.db}: ${e.error}`);
+      for (const s of this.shards) s.stop();
+      this.syncedResolve?.();
+    });
     this.throttle = new Throttle(options.bandwidthLimitMb ?? null);
   }
 
@@ -169,7 +180,7 @@ export class Migration extends EventEmitter {
           return this.progress();
         }
         // Once running, a target that does not answer yet (restarting) is waited for too.
-        const targetGone = this.targetLost !== null || (attempt > 1 && e instanceof TargetUnavailable);
+        const targetGone = !this.writeFailure && (this.targetLost !== null || (attempt > 1 && e instanceof TargetUnavailable));
         if (!targetGone || this.options.resumeMode !== 'auto' || this.stopRequested) {
           this.failure = reason;
           this.setPhase('failed');
@@ -248,6 +259,7 @@ export class Migration extends EventEmitter {
         if (this.synced) this.stop();
       }
       await all;
+      if (this.writeFailure) throw this.writeFailure;
       if (this.targetLost) throw this.targetLost;
       if (this.options.method === 'incremental' && !this.stopRequested) throw new Error('the replication ended without being stopped');
       await target.drain();

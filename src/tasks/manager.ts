@@ -40,6 +40,7 @@ interface Running {
 }
 
 export interface ConfigureInput {
+  writeErrorPolicy: 'fail' | 'skip';
   method: MigrationMethodName;
   resumeMode: ResumeMode;
   bandwidthLimitMb: number | null;
@@ -95,6 +96,7 @@ export class TaskManager {
       migrationMethod: input.method,
       resumeMode: input.resumeMode,
       bandwidthLimitMb: input.bandwidthLimitMb,
+      writeErrorPolicy: input.writeErrorPolicy,
       source: input.source,
       target: input.target,
       error: null,
@@ -263,7 +265,7 @@ export class TaskManager {
       return;
     }
     const runner = new TaskRunner(
-      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode },
+      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode, writeErrorPolicy: task.writeErrorPolicy ?? 'fail' },
       (m) => void this.onWorkerMessage(task.id, m),
     );
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null, importProgress: null };

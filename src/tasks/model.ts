@@ -90,6 +90,8 @@ export interface Task {
   stopRequested: boolean;
   /** Backup-file import tasks: what to read. */
   backupFiles?: BackupFilesSpec | null;
+  /** What a write the target refuses for good does: fail the task (default) or skip it. */
+  writeErrorPolicy?: 'fail' | 'skip';
   verification?: TaskVerification | null;
 }
 

@@ -18,6 +18,7 @@ export interface WorkerStart {
   /** Null: unlimited. */
   bandwidthLimitMb: number | null;
   resumeMode: 'auto' | 'manual';
+  writeErrorPolicy: 'fail' | 'skip';
 }
 
 /** UpdateMigrationTask on a running task: effective within a second. */

@@ -74,6 +74,7 @@ async function run(start: WorkerStart): Promise<void> {
     logger,
     resumeMode: start.resumeMode,
     bandwidthLimitMb: start.bandwidthLimitMb,
+    writeErrorPolicy: start.writeErrorPolicy,
     // A worker killed mid-stream is started again by the service: it resumes from here.
     checkpointKey: `__ferry:checkpoint:${start.taskId}`,
   });

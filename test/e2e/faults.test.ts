@@ -146,4 +146,44 @@ describe('bad input from the source and lost targets', () => {
       await target.stop();
     }
   });
+
+  it('a write the target refuses for good: logged and skipped by default, or fails the migration with policy "fail"', async () => {
+    for (const policy of ['skip', 'fail'] as const) {
+      const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+      const target = await startRedis();
+      try {
+        await source.client().set('seed', '1');
+        const migration = new Migration({
+          source: { host: source.host, port: source.port },
+          target: { host: target.host, port: target.port },
+          method: 'incremental',
+          writeErrorPolicy: policy,
+          logger,
+          pollIntervalMs: 100,
+        });
+        const outcome = migration.run().then(
+          (r) => r,
+          (e: Error) => e,
+        );
+        for (let i = 0; i < 100 && migration.progress().phase !== 'incremental'; i++) await new Promise((r) => setTimeout(r, 50));
+        await target.client().rpush('clash', 'a list on the target only');
+        await source.client().append('clash', 'a string on the source');
+        await source.client().set('after', 'x');
+        if (policy === 'fail') {
+          assert.match(String(await outcome), /refused a write \(policy: fail\): APPEND clash in db 0: WRONGTYPE/);
+        } else {
+          for (let i = 0; i < 50 && (await target.client().get('after')) !== 'x'; i++) await new Promise((r) => setTimeout(r, 50));
+          assert.equal(await target.client().get('after'), 'x', 'the migration went on');
+          migration.stop();
+          const result = await outcome;
+          assert.ok(!(result instanceof Error));
+          assert.equal(result.errors.count, 1);
+          assert.equal(result.errors.recent[0]!.key, 'clash');
+        }
+      } finally {
+        await source.stop();
+        await target.stop();
+      }
+    }
+  });
 });
