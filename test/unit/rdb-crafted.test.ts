@@ -7,7 +7,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { RdbParser, NEED_DATA, type RdbParserOptions } from '../../src/rdb/parser.js';
+import type { RdbParserOptions } from '../../src/rdb/parser.js';
+import { parseAll } from '../helpers/rdb-parse.js';
 import type { RdbEntry } from '../../src/rdb/entries.js';
 import { RdbError } from '../../src/rdb/errors.js';
 import { encodeListpack } from '../../src/rdb/encodings.js';
@@ -35,29 +36,6 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Parsing and comparing
 
-/** Parses a whole file, feeding it in chunks of the given sizes (cycled). */
-function parseAll(data: Buffer, chunkSizes: number[], options: RdbParserOptions = {}): RdbEntry[] {
-  const parser = new RdbParser(options);
-  const entries: RdbEntry[] = [];
-  let at = 0;
-  let i = 0;
-  for (;;) {
-    const e = parser.next();
-    if (e === null) break;
-    if (e === NEED_DATA) {
-      if (at >= data.length) {
-        parser.end();
-        continue;
-      }
-      const size = chunkSizes[i++ % chunkSizes.length]!;
-      parser.push(data.subarray(at, at + size));
-      at += size;
-      continue;
-    }
-    entries.push(e);
-  }
-  return entries;
-}
 
 /** Buffers as latin1 text, bigints as '123n', undefined properties dropped: readable diffs. */
 function norm(v: unknown): unknown {

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { RdbParser, NEED_DATA } from '../../src/rdb/parser.js';
+import { parseAll } from '../helpers/rdb-parse.js';
 import type { RdbEntry } from '../../src/rdb/entries.js';
 import { RdbError } from '../../src/rdb/errors.js';
 import { dumpPayload } from '../../src/rdb/dump.js';
@@ -10,29 +10,6 @@ import { crc64 } from '../../src/rdb/crc64.js';
 import { startRedis, type RedisServer } from '../helpers/redis-server.js';
 import { populateAllTypes, populateBigKeys } from '../helpers/dataset.js';
 
-/** Parses a whole file, feeding it in chunks of the given sizes (cycled). */
-function parseAll(data: Buffer, chunkSizes: number[], options: ConstructorParameters<typeof RdbParser>[0] = {}): RdbEntry[] {
-  const parser = new RdbParser(options);
-  const entries: RdbEntry[] = [];
-  let at = 0;
-  let i = 0;
-  for (;;) {
-    const e = parser.next();
-    if (e === null) break;
-    if (e === NEED_DATA) {
-      if (at >= data.length) {
-        parser.end();
-        continue;
-      }
-      const size = chunkSizes[i++ % chunkSizes.length]!;
-      parser.push(data.subarray(at, at + size));
-      at += size;
-      continue;
-    }
-    entries.push(e);
-  }
-  return entries;
-}
 
 function keyName(e: RdbEntry): string | null {
   return e.kind === 'key' || e.kind === 'key-begin' ? `${e.db}/${e.key.toString('latin1')}` : null;
