@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
+import { startProxy } from '../helpers/tcp-proxy.js';
 import { sdkClient, startService, type SdkError, type SdkResponse, type Service } from '../helpers/service.js';
 import { signRequest } from '../../src/api/auth/signature.js';
 import { compareServers, formatDifferences } from '../helpers/compare.js';
@@ -440,5 +441,40 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
     const verified = ok(result);
     assert.equal(verified.status, 'done', JSON.stringify(verified));
     assert.equal(verified.equal, true, JSON.stringify(verified));
+  });
+
+  it('a manual-mode task fails on a lost source link; batch-restart resumes from its checkpoint without a full sync', async () => {
+    await source.client(0).flushall();
+    await target.client(0).flushall();
+    await source.client(0).set('m:before', '1');
+    const proxy = await startProxy(source.port);
+    try {
+      const taskId = await createTask(client, 'manual-task');
+      ok(
+        await client.call('POST', '/v2/{project_id}/migration/{task_id}/task', {
+          pathParams: { task_id: taskId },
+          data: { migration_method: 'incremental_migration', resume_mode: 'manual', source_instance: { addrs: proxy.addr, password: 'src-pass-123' }, target_instance: { addrs: target.addr } },
+        }),
+      );
+      await waitForStatus(client, taskId, ['INCRMIGEATING']);
+      for (let i = 0; i < 20; i++) await source.client(0).incr('m:counter');
+      for (let i = 0; i < 50 && (await target.client(0).get('m:counter')) !== '20'; i++) await new Promise((r) => setTimeout(r, 100));
+      proxy.cut();
+      const failed = await waitForStatus(client, taskId, ['FAILED']);
+      assert.match(String(failed.error), /closed|ECONNRESET/);
+      for (let i = 0; i < 10; i++) await source.client(0).incr('m:counter');
+      const restarted = ok(await client.call('POST', '/v2/{project_id}/migration-tasks/batch-restart', { data: { migration_tasks: [taskId] } }));
+      assert.equal((restarted.migration_tasks as { result: string }[])[0]!.result, 'success');
+      await waitForStatus(client, taskId, ['INCRMIGEATING']);
+      for (let i = 0; i < 80 && (await target.client(0).get('m:counter')) !== '30'; i++) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await target.client(0).get('m:counter'), '30', 'every increment exactly once');
+      const logs = ok(await client.call('GET', '/v2/{project_id}/migration-task/{task_id}/logs', { pathParams: { task_id: taskId }, query: { limit: 200 } }));
+      const snapshots = (logs.migration_logs as { message: string }[]).filter((l) => l.message === 'phase: snapshot').length;
+      assert.equal(snapshots, 1, 'the restart resumed from the checkpoint: no second snapshot');
+      ok(await client.call('POST', '/v2/{project_id}/migration-task/{task_id}/stop', { pathParams: { task_id: taskId } }));
+      await waitForStatus(client, taskId, ['TERMINATED']);
+    } finally {
+      await proxy.close();
+    }
   });
 });
