@@ -134,13 +134,13 @@ export class ShardSync {
         const reconnect = transient || (o.resumeMode === 'auto' && !(e instanceof FatalShardError));
         if (!reconnect) {
           this.setPhase('failed');
-          throw (await this.explainFailover()) ?? this.withBufferHint(e as Error);
+          throw await this.diagnose(e as Error);
         }
         if (this.sink) await this.sink.interrupted().catch(() => undefined);
         if (this.phase !== 'connecting') {
           this.reconnects++;
           if (this.phase === 'incremental') this.setPhase('reconnecting');
-          o.logger.warn({ shard: this.name, reconnects: this.reconnects, reason: this.withBufferHint(e as Error).message }, 'lost the source; reconnecting');
+          o.logger.warn({ shard: this.name, reconnects: this.reconnects, reason: (await this.diagnose(e as Error)).message }, 'lost the source; reconnecting');
         } else o.logger.warn({ shard: this.name, attempt, reason: (e as Error).message }, 'source not ready, retrying');
         await this.relocate();
         const delay = Math.min(10_000, 250 * 2 ** Math.min(attempt - 1, 6));
@@ -172,23 +172,13 @@ export class ShardSync {
   }
 
   /**
-   * A source drops a replica whose output buffer overflows (the target, or the bandwidth
-   * limit, slower than the source's writes): say which setting to raise.
+   * Why the link broke, in plain words, from a look at the source right after:
+   * - a master that has become a replica: a failover happened;
+   * - the source far ahead of what Ferry applied: it most likely dropped Ferry because its
+   *   replica output buffer overflowed (the target, or the bandwidth limit, slower than the
+   *   source's writes), so name the setting to raise.
    */
-  private withBufferHint(e: Error): Error {
-    if (!/closed by the source/.test(e.message)) return e;
-    const behind = (this.stream.lagBytes ?? 0) > 16 * 1024 * 1024 || this.phase === 'snapshot';
-    if (!behind) return e;
-    return new Error(
-      `${e.message}: the source most likely dropped Ferry because its replica output buffer overflowed (Ferry was behind: the target or the bandwidth limit is slower than the source's writes); raise "client-output-buffer-limit replica" on the source (default 256mb 64mb 60), raise bandwidth_limit_mb, or speed up the target`,
-    );
-  }
-
-  /**
-   * When the link breaks, a master that has become a replica means a failover happened: say
-   * so plainly (following the new master without a full resync is the resilience work's job).
-   */
-  private async explainFailover(): Promise<Error | null> {
+  private async diagnose(e: Error): Promise<Error> {
     const o = this.options.source;
     let probe: TargetConnection | null = null;
     try {
@@ -200,9 +190,16 @@ export class ShardSync {
         const port = /^master_port:(\d+)/m.exec(text)?.[1];
         return new Error(`source master ${this.name} failed over: it is now a replica of ${host}:${port}; the shard cannot continue without a new full sync`);
       }
-      return null;
+      const sourceOffset = Number(/^master_repl_offset:(\d+)/m.exec(text)?.[1] ?? 0);
+      const behind = sourceOffset - (this.link?.appliedOffset ?? sourceOffset);
+      if (/closed by the source|ECONNRESET/.test(e.message) && (behind > 256 * 1024 || this.phase === 'snapshot')) {
+        return new Error(
+          `${e.message}: the source most likely dropped Ferry because its replica output buffer overflowed (Ferry was ${Math.round(behind / 1024)} KB behind: the target or the bandwidth limit is slower than the source's writes); raise "client-output-buffer-limit replica" on the source (default 256mb 64mb 60), raise bandwidth_limit_mb, or speed up the target`,
+        );
+      }
+      return e;
     } catch {
-      return null;
+      return e;
     } finally {
       void probe?.close().catch(() => undefined);
     }

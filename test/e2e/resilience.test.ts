@@ -290,4 +290,32 @@ describe('resilience: reconnect and resume', () => {
       await target.stop();
     }
   });
+
+  it('when the source drops Ferry for an overflowing replica buffer, the error says which setting to raise', async () => {
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0', 'client-output-buffer-limit': 'replica 512kb 256kb 1' } });
+    const target = await startRedis();
+    try {
+      const m = new Migration({
+        source: { host: source.host, port: source.port },
+        target: { host: target.host, port: target.port },
+        method: 'incremental',
+        logger,
+        pollIntervalMs: 100,
+        bandwidthLimitMb: 1,
+      });
+      const outcome = m.run().then(
+        () => null,
+        (e: Error) => e,
+      );
+      await until(m, (p) => p.phase === 'incremental', 'incremental');
+      const c = source.client();
+      const value = randomBytes(64 * 1024);
+      for (let i = 0; i < 400; i++) await c.set(`flood:${i}`, value);
+      const error = await Promise.race([outcome, new Promise((r) => setTimeout(() => r(new Error('no disconnect within 20 s')), 20_000))]);
+      assert.match(String(error), /client-output-buffer-limit replica/);
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
 });
