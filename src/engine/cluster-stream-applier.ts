@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import { keysOf } from '../cluster/command-keys.js';
 import { planForCluster, planTransaction, type Plan } from '../cluster/split.js';
 import { executeRewrite } from '../cluster/rewrite-executor.js';
+import { slotTag } from '../cluster/slot-tags.js';
+import { slotOf } from '../cluster/split.js';
 import type { StreamCommand } from '../resp/command-stream.js';
 import { encodeCommand } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
@@ -15,6 +17,27 @@ import type { StreamStats } from './stats.js';
 export interface ClusterStreamApplierOptions {
   dropFlush?: boolean;
   logger: Logger;
+  /** Exactly-once across restarts: per-slot checkpoints written with each write. */
+  checkpoint?: ClusterCheckpointOptions;
+}
+
+/**
+ * Checkpoints on a cluster target. A MULTI cannot span slots, so each slot a write lands in
+ * gets its own checkpoint key (in that slot), set in the same MULTI/EXEC as the write: after a
+ * crash, `slots` says for each slot the offset up to which its writes are applied, and a
+ * resumed stream skips, slot by slot, what is already there. A `floor` key (the offset up to
+ * which everything is applied) is where the resumed stream starts.
+ */
+export interface ClusterCheckpointOptions {
+  /** `<prefix>:floor` and `<prefix>:slot:{tag}` keys. */
+  prefix: string;
+  replid(): string | null;
+  /** Per-slot applied offsets found on the target (a restart), else empty. */
+  slots: Map<number, number>;
+}
+
+export function slotCheckpointKey(prefix: string, slot: number): Buffer {
+  return Buffer.from(`${prefix}:slot:{${slotTag(slot)}}`);
 }
 
 const DROPPED = new Set(['ping', 'replconf']);
@@ -49,6 +72,38 @@ export class ClusterStreamApplier implements StreamSink {
     this.tracker = new OffsetTracker((offset, db) => {
       this.selectedDbAtApplied = db;
       applied(offset);
+      this.floorDue(offset, db);
+    });
+  }
+
+  private lastFloorAt = 0;
+
+  /** Writes the floor checkpoint at most every 200 ms (it only bounds how far back a resume starts). */
+  private floorDue(offset: number, db: number, force = false): void {
+    const cp = this.options.checkpoint;
+    const replid = cp?.replid();
+    if (!cp || !replid) return;
+    const now = Date.now();
+    if (!force && now - this.lastFloorAt < 200) return;
+    this.lastFloorAt = now;
+    const key = Buffer.from(`${cp.prefix}:floor`);
+    this.router.send(slotOf(key), encodeCommand(['SET', key, `${replid} ${offset} ${db}`]), () => undefined);
+  }
+
+  /** A write already on the target before a restart (its slot's checkpoint is past it). */
+  private alreadyApplied(slot: number, offset: number): boolean {
+    const done = this.options.checkpoint?.slots.get(slot);
+    return done !== undefined && offset <= done;
+  }
+
+  /** Sends `commands` to `slot` in one MULTI/EXEC with the slot's checkpoint (exactly-once mode). */
+  private sendWithCheckpoint(slot: number, commands: Buffer[], offset: number, done: (error: string | null, reply: Reply | undefined) => void): void {
+    const cp = this.options.checkpoint!;
+    const replid = cp.replid();
+    const all = replid ? [...commands, encodeCommand(['SET', slotCheckpointKey(cp.prefix, slot), `${replid} ${offset} ${this.sourceDb}`])] : commands;
+    this.router.sendTransaction(slot, all, (error, reply) => {
+      if (!error) cp.slots.set(slot, offset);
+      done(error, Array.isArray(reply) && replid ? reply.slice(0, commands.length) : reply);
     });
   }
 
@@ -82,7 +137,7 @@ export class ClusterStreamApplier implements StreamSink {
     }
     this.stats.commandsForwarded++;
     const done = this.tracker.take(command.offsetAfter, this.sourceDb);
-    return this.run(planForCluster(args), args, done);
+    return this.run(planForCluster(args), args, done, command.offsetAfter);
   }
 
   private pass(offset: number): void {
@@ -101,7 +156,8 @@ export class ClusterStreamApplier implements StreamSink {
     return out;
   }
 
-  private run(plan: Plan, args: Buffer[], done: () => void): void | Promise<void> {
+  private run(plan: Plan, args: Buffer[], done: () => void, offset = 0): void | Promise<void> {
+    const checkpointed = this.options.checkpoint !== undefined && offset > 0;
     const name = args[0]!.toString('latin1').toUpperCase();
     const key = args[1] ?? null;
     const record = (error: string | null): void => {
@@ -109,18 +165,32 @@ export class ClusterStreamApplier implements StreamSink {
     };
     switch (plan.kind) {
       case 'single':
+        if (checkpointed) {
+          if (this.alreadyApplied(plan.slot, offset)) return done();
+          this.sendWithCheckpoint(plan.slot, [encodeCommand(plan.args)], offset, (error, reply) => {
+            record(error ?? (Array.isArray(reply) && reply[0] instanceof ReplyError ? reply[0].message : null));
+            done();
+          });
+          return this.room();
+        }
         this.router.send(plan.slot, encodeCommand(plan.args), (error) => {
           record(error);
           done();
         });
         return this.room();
       case 'split': {
-        let pending = plan.parts.length;
-        for (const part of plan.parts) {
-          this.router.send(part.slot, encodeCommand(part.args), (error) => {
+        const parts = checkpointed ? plan.parts.filter((p) => !this.alreadyApplied(p.slot, offset)) : plan.parts;
+        let pending = parts.length;
+        for (const part of parts) {
+          const finish = (error: string | null): void => {
             record(error);
             if (--pending === 0) done();
-          });
+          };
+          if (checkpointed) {
+            this.sendWithCheckpoint(part.slot, [encodeCommand(part.args)], offset, (error, reply) =>
+              finish(error ?? (Array.isArray(reply) && reply[0] instanceof ReplyError ? reply[0].message : null)),
+            );
+          } else this.router.send(part.slot, encodeCommand(part.args), finish);
         }
         if (pending === 0) done();
         return this.room();
@@ -141,6 +211,8 @@ export class ClusterStreamApplier implements StreamSink {
       }
       case 'rewrite':
         // A barrier: the steps read the target, so everything before must be applied first.
+        // (With checkpoints, the floor is written right after: a rewrite spans slots and has
+        // no atomic checkpoint; only a crash in the middle of one can repeat it.)
         return this.router
           .drain()
           .then(() => executeRewrite(plan.steps, this.router))
@@ -150,7 +222,10 @@ export class ClusterStreamApplier implements StreamSink {
               record(e.message);
               done();
             },
-          );
+          )
+          .then(() => {
+            if (checkpointed) this.floorDue(offset, this.sourceDb, true);
+          });
       case 'unsupported':
         record(`cannot be applied to a cluster target: ${plan.reason}`);
         done();
@@ -198,20 +273,26 @@ export class ClusterStreamApplier implements StreamSink {
         return (async () => {
           for (let i = 0; i < plan.plans.length; i++) {
             await new Promise<void>((resolve) => {
-              const r = this.run(plan.plans[i]!, commands[i]!, resolve);
+              const r = this.run(plan.plans[i]!, commands[i]!, resolve, offset);
               if (r) void r.then(undefined, () => resolve());
             });
           }
           done();
         })();
     }
-    let pending = transactions.length;
-    for (const t of transactions) {
+    const checkpointed = this.options.checkpoint !== undefined;
+    const todo = checkpointed ? transactions.filter((t) => t.slot === null || !this.alreadyApplied(t.slot, offset)) : transactions;
+    let pending = todo.length;
+    for (const t of todo) {
       const encoded = t.commands.map((c) => encodeCommand(c));
       const finish = (error: string | null, reply: Reply | undefined): void => {
         report(t.commands, error, reply);
         if (--pending === 0) done();
       };
+      if (checkpointed && t.slot !== null) {
+        this.sendWithCheckpoint(t.slot, encoded, offset, finish);
+        continue;
+      }
       if (t.slot === null) {
         const master = this.router.masters()[0]!;
         for (const c of [encodeCommand(['MULTI']), ...encoded]) this.router.sendToMaster(master, c, () => undefined);

@@ -6,6 +6,8 @@ import type { Deployment } from '../cluster/topology-types.js';
 import { TargetConnection } from '../target/connection.js';
 import type { Reply } from '../resp/reply-decoder.js';
 import { openTarget, type Target } from '../target/target.js';
+import type { ClusterRouter } from '../target/cluster-router.js';
+import { slotOf } from '../cluster/split.js';
 import { ClusterStreamApplier } from './cluster-stream-applier.js';
 import { DbMapper } from './db-map.js';
 import { WriteErrorLog } from './errors.js';
@@ -282,13 +284,13 @@ export class Migration extends EventEmitter {
     return this.options.checkpointKey ? Buffer.from(`${this.options.checkpointKey}:${index}`) : null;
   }
 
+  /** Per-slot checkpoints found on a cluster target, per shard (see ClusterStreamApplier). */
+  private clusterSlotCheckpoints: Map<number, number>[] = [];
+
   /** Checkpoints left on the target by an earlier run that did not end (a crash). */
   private async readCheckpoints(target: Target, masters: Endpoint[]): Promise<(Checkpoint | null)[]> {
     if (!this.options.checkpointKey) return [];
-    if (target.kind !== 'standalone') {
-      this.options.logger.warn('exactly-once checkpoints are kept on standalone targets only; a cluster target resumes at least once');
-      return [];
-    }
+    if (target.kind === 'cluster') return this.readClusterCheckpoints(target.router, masters);
     const lane = target.writer.lanes[0]!;
     return Promise.all(
       masters.map(async (m, i) => {
@@ -300,14 +302,45 @@ export class Migration extends EventEmitter {
     );
   }
 
+  private async readClusterCheckpoints(router: ClusterRouter, masters: Endpoint[]): Promise<(Checkpoint | null)[]> {
+    const out: (Checkpoint | null)[] = [];
+    this.clusterSlotCheckpoints = [];
+    for (let i = 0; i < masters.length; i++) {
+      const prefix = this.checkpointKeyOf(i)!.toString('latin1');
+      const floorKey = Buffer.from(`${prefix}:floor`);
+      const floorReply = await router.call(slotOf(floorKey), ['GET', floorKey]);
+      const floor = Buffer.isBuffer(floorReply) ? parseCheckpoint(floorReply.toString('latin1')) : null;
+      const slots = new Map<number, number>();
+      if (floor) {
+        for (const key of await scanMasters(router, `${prefix}:slot:*`)) {
+          const v = await router.call(slotOf(key), ['GET', key]);
+          const cp = Buffer.isBuffer(v) ? parseCheckpoint(v.toString('latin1')) : null;
+          if (cp) slots.set(slotOf(key), cp.appliedOffset);
+        }
+        this.options.logger.info({ shard: describeEndpoint(masters[i]!), ...floor, slots: slots.size }, 'found checkpoints on the target: resuming from them');
+      }
+      this.clusterSlotCheckpoints[i] = slots;
+      out.push(floor);
+    }
+    return out;
+  }
+
   private async removeCheckpoints(target: Target, masters: Endpoint[]): Promise<void> {
-    if (!this.options.checkpointKey || target.kind !== 'standalone') return;
-    await target.writer.lanes[0]!.call(0, ['DEL', ...masters.map((_m, i) => this.checkpointKeyOf(i)!)]).catch(() => undefined);
+    if (!this.options.checkpointKey) return;
+    if (target.kind === 'standalone') {
+      await target.writer.lanes[0]!.call(0, ['DEL', ...masters.map((_m, i) => this.checkpointKeyOf(i)!)]).catch(() => undefined);
+      return;
+    }
+    for (let i = 0; i < masters.length; i++) {
+      const prefix = this.checkpointKeyOf(i)!.toString('latin1');
+      const keys = [Buffer.from(`${prefix}:floor`), ...(await scanMasters(target.router, `${prefix}:slot:*`).catch(() => []))];
+      for (const key of keys) await target.router.call(slotOf(key), ['DEL', key]).catch(() => undefined);
+    }
   }
 
   private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync {
     const o = this.options;
-    const checkpointKey = target.kind === 'standalone' ? this.checkpointKeyOf(index) : null;
+    const checkpointKey = this.checkpointKeyOf(index);
     let shard: ShardSync | null = null;
     shard = new ShardSync({
       resumeFrom,
@@ -326,7 +359,10 @@ export class Migration extends EventEmitter {
       rewriteAlways: o.rewrite === 'always',
       maxPayloadBytes: o.maxPayloadBytes,
       makeStreamSink: (stats, applied): StreamSink => {
-        if (target.kind === 'cluster') return new ClusterStreamApplier(target.router, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush, logger: o.logger });
+        if (target.kind === 'cluster') {
+          const checkpoint = checkpointKey ? { prefix: checkpointKey.toString('latin1'), replid: () => shard?.replid ?? null, slots: this.clusterSlotCheckpoints[index] ?? new Map<number, number>() } : undefined;
+          return new ClusterStreamApplier(target.router, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush, logger: o.logger, checkpoint });
+        }
         const lane = target.writer.lanes[index % target.writer.lanes.length]!;
         if (checkpointKey) return new CheckpointedStreamApplier(lane, dbs, stats, this.errors, applied, { key: checkpointKey, replid: () => shard?.replid ?? null, dropFlush: o.dropFlush });
         return new StreamApplier(lane, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush });
@@ -416,6 +452,23 @@ function locator(initial: Deployment, addrs: Endpoint[], index: number): () => P
     if (!owner) throw new Error(`no master owns slot ${slot} now`);
     return owner.master;
   };
+}
+
+/** Every key matching `pattern` on every master of a cluster target. */
+async function scanMasters(router: ClusterRouter, pattern: string): Promise<Buffer[]> {
+  const keys: Buffer[] = [];
+  for (const master of router.masters()) {
+    let cursor = '0';
+    do {
+      const reply = await new Promise<Reply | undefined>((resolve, reject) =>
+        router.sendToMaster(master, encodeCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000]), (e, r) => (e ? reject(new Error(e)) : resolve(r))),
+      );
+      if (!Array.isArray(reply) || !Buffer.isBuffer(reply[0]) || !Array.isArray(reply[1])) break;
+      cursor = reply[0].toString('latin1');
+      for (const k of reply[1]) if (Buffer.isBuffer(k)) keys.push(k);
+    } while (cursor !== '0');
+  }
+  return keys;
 }
 
 /** The source's own offset; null when it cannot be asked now (the lag is then unknown, never 0). */
