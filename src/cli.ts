@@ -31,7 +31,7 @@ program
   .option('--lanes <n>', 'pipelined target connections during the snapshot', '4')
   .option('--resume <mode>', 'auto: on a lost source link reconnect forever and resume (PSYNC); manual: fail', 'manual')
   .option('--bandwidth-limit <mb>', 'MB/s read from the source, all shards together (1-10240)')
-  .option('--checkpoint <name>', 'exactly-once across restarts: keep a checkpoint on the target under __ferry:checkpoint:<name>:<source>; a later run with the same name resumes from it')
+  .option('--checkpoint <name>', 'exactly-once across restarts: keep checkpoints on the target under __ferry:checkpoint:<name>:*; a later run with the same name resumes from them')
   .option('--on-write-error <policy>', 'a write the target refuses for good: skip (log, count, go on; exit 2 at the end) or fail (stop at once)', 'skip')
   .option('--log-level <level>', 'log level on stderr: error, warn, info, debug', 'warn')
   .action(async (opts) => {

@@ -43,10 +43,11 @@ export interface MigrationOptions {
   /** MB/s read from the source, all shards together; null or absent: unlimited. */
   bandwidthLimitMb?: number | null;
   /**
-   * Exactly-once across restarts (standalone targets): the stream is applied in MULTI/EXEC
-   * batches that also write the checkpoint under `<checkpointKey>:<source master>` in db 0 of
-   * the target. A run that finds such a key resumes from it (PSYNC) instead of a full sync.
-   * The key is removed when the migration ends (done or stopped), kept when it crashes.
+   * Exactly-once across restarts: the stream is applied in MULTI/EXEC transactions that also
+   * write the checkpoint, `<checkpointKey>:<shard>` in db 0 of a standalone target, or per slot
+   * on a cluster target (see ClusterStreamApplier). A run that finds checkpoints resumes from
+   * them (PSYNC) instead of a full sync. They are removed when the migration ends (done or
+   * stopped), kept when it crashes.
    */
   checkpointKey?: string;
   /**
