@@ -513,6 +513,8 @@ async function compareHash(p: KeyPair, ctx: CompareContext, f: Findings): Promis
     await scanPages(p.s, 'HSCAN', p.sk, ctx, async (items) => {
       const page = pairs(items);
       const fields = page.map(([field]) => field);
+      // HSCAN may return an empty page with a cursor that goes on: HMGET needs a field.
+      if (fields.length === 0) return true;
       const theirs = asArray(await p.t.call(['HMGET', p.tk, ...fields]));
       const common: Buffer[] = [];
       page.forEach(([field, v], i) => {
@@ -532,6 +534,7 @@ async function compareHash(p: KeyPair, ctx: CompareContext, f: Findings): Promis
     if (missing > 0 || na === nb) return;
     await scanPages(p.t, 'HSCAN', p.tk, ctx, async (items) => {
       const fields = pairs(items).map(([field]) => field);
+      if (fields.length === 0) return true;
       const ours = asArray(await p.s.call(['HMGET', p.sk, ...fields]));
       fields.forEach((field, i) => {
         if ((ours[i] ?? null) === null) f.add('value', `hash field ${show(field)} only on target`);
