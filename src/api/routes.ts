@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { TaskManager, TaskStateError } from '../tasks/manager.js';
 import type { Task, TaskEndpoint } from '../tasks/model.js';
-import { ApiError, Errors } from './errors.js';
+import { Errors } from './errors.js';
 import type { ApiDependencies } from './server.js';
 import {
   LOG_LEVELS,

@@ -1,10 +1,10 @@
+import { maskSecret } from '../tasks/secrets.js';
 import type { Job, Task, TaskEndpoint, TaskLog, TaskStats } from '../tasks/model.js';
 
 /**
  * Task → the JSON DCS returns. Passwords are never returned, only masked; numbers that DCS
  * models as strings are strings.
  */
-const MASK = '********';
 
 function endpointView(e: TaskEndpoint | null): Record<string, unknown> | null {
   if (!e) return null;
@@ -16,7 +16,7 @@ function endpointView(e: TaskEndpoint | null): Record<string, unknown> | null {
     addrs: e.addrs,
     ip: colon > 0 ? first.slice(0, colon).replace(/^\[|\]$/g, '') : '',
     port: colon > 0 ? first.slice(colon + 1) : '',
-    password: e.password ? MASK : null,
+    password: maskSecret(e.password !== null),
     task_status: 'RUNNING',
     db: '0',
     proxy_multi_db: false,

@@ -5,6 +5,7 @@ import { discoverDeployment } from '../cluster/topology.js';
 import type { Deployment } from '../cluster/topology-types.js';
 import { TargetConnection } from '../target/connection.js';
 import type { Reply } from '../resp/reply-decoder.js';
+import { keyspaceOf } from '../common/info.js';
 import { openTarget, type Target } from '../target/target.js';
 import type { ClusterRouter } from '../target/cluster-router.js';
 import { slotOf } from '../cluster/split.js';
@@ -424,10 +425,9 @@ export class Migration extends EventEmitter {
       try {
         const reply = await m.call(['INFO', 'keyspace']);
         if (!Buffer.isBuffer(reply)) continue;
-        for (const match of reply.toString('latin1').matchAll(/^db(\d+):keys=(\d+)/gm)) {
-          dbs.add(Number(match[1]));
-          keys += Number(match[2]);
-        }
+        const found = keyspaceOf(reply.toString('latin1'));
+        keys += found.keys;
+        for (const db of found.dbs) dbs.add(db);
       } catch {
         return { keys: null, dbs: [...dbs] };
       }
@@ -522,8 +522,4 @@ function sumStreams(streams: StreamStats[]): StreamStats {
   }
   total.sourceOffset = streams.every((s) => s.sourceOffset !== null) ? streams.reduce((n, s) => n + s.sourceOffset!, 0) : null;
   return total;
-}
-
-export function describeDeployment(d: Deployment): string {
-  return d.kind === 'standalone' ? describeEndpoint(d.master) : `cluster of ${d.shards.length} masters`;
 }

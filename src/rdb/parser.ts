@@ -391,7 +391,6 @@ export class RdbParser {
   }
 
   private skipValueInWindow(type: number): void {
-    const r = this.input;
     switch (type) {
       case RdbType.LIST:
       case RdbType.SET:

@@ -1,4 +1,4 @@
-import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
+import { describeEndpoint } from '../common/endpoint.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
 import type { Shard } from '../cluster/topology-types.js';

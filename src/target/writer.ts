@@ -1,6 +1,6 @@
 import { encodeCommand, type Arg } from '../resp/encode.js';
-import { ReplyError, type Reply } from '../resp/reply-decoder.js';
-import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
+import type { Reply } from '../resp/reply-decoder.js';
+import type { Endpoint } from '../common/endpoint.js';
 import { TargetConnection, TargetConnectionError } from './connection.js';
 import { rdbVersionOfServer, type TargetFormat } from '../rdb/dump.js';
 
@@ -200,10 +200,6 @@ export class TargetWriter {
   close(): void {
     for (const l of this.lanes) void l.connection.close().catch(() => undefined);
   }
-
-  describe(): string {
-    return describeEndpoint(this.endpoint);
-  }
 }
 
 /** Version and family of the target, from INFO server. */
@@ -217,8 +213,4 @@ export async function probeTarget(connection: TargetConnection): Promise<TargetI
   const parts = versionText.split('.').map((p) => Number.parseInt(p, 10) || 0);
   const version: [number, number, number] = [parts[0] ?? 0, parts[1] ?? 0, parts[2] ?? 0];
   return { version, valkey, format: rdbVersionOfServer(version, valkey), supportsAbsTtl: version[0] >= 5 || valkey };
-}
-
-export function errorText(reply: Reply): string | null {
-  return reply instanceof ReplyError ? reply.message : null;
 }

@@ -172,7 +172,7 @@ export class TaskManager {
     const running = this.running.get(task.id);
     if (running?.importProgress) return this.importStats(running.importProgress);
     if (!running?.progress) return task.stats;
-    return this.statsFrom(task, running);
+    return this.statsFrom(running);
   }
 
   isRunning(taskId: string): boolean {
@@ -300,7 +300,7 @@ export class TaskManager {
           const now = Date.now();
           if (status !== task.status || now - running.lastPersist > 5000) {
             running.lastPersist = now;
-            task.stats = this.statsFrom(task, running);
+            task.stats = this.statsFrom(running);
             if (status !== task.status && task.status !== 'TERMINATING') task.status = status;
             task.updatedAt = new Date().toISOString();
             await this.store.updateTask(task);
@@ -341,7 +341,7 @@ export class TaskManager {
           running.progress = m.progress;
           const task = await this.store.getTaskById(taskId);
           if (!task) return;
-          task.stats = this.statsFrom(task, running);
+          task.stats = this.statsFrom(running);
           task.updatedAt = new Date().toISOString();
           if (m.outcome === 'failed') {
             task.error = m.reason;
@@ -453,7 +453,7 @@ export class TaskManager {
     };
   }
 
-  private statsFrom(task: Task, running: Running): TaskStats {
+  private statsFrom(running: Running): TaskStats {
     const p = running.progress!;
     const s = p.snapshot;
     let progress = 0;

@@ -7,6 +7,7 @@ import { Migration } from '../engine/migration.js';
 import type { MigrationProgress } from '../engine/stats.js';
 import { TargetConnection } from '../target/connection.js';
 import type { Endpoint } from '../common/endpoint.js';
+import { keyspaceOf } from '../common/info.js';
 import os from 'node:os';
 import type { FromWorker, ToWorker, WorkerStart, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
 import { BackupImport, type BackupImportProgress } from '../engine/backup-import.js';
@@ -24,9 +25,7 @@ async function keyCount(connection: TargetConnection | null): Promise<number | n
   try {
     const reply = await connection.call(['INFO', 'keyspace']);
     if (!Buffer.isBuffer(reply)) return null;
-    let total = 0;
-    for (const m of reply.toString('latin1').matchAll(/^db\d+:keys=(\d+)/gm)) total += Number(m[1]);
-    return total;
+    return keyspaceOf(reply.toString('latin1')).keys;
   } catch {
     return null;
   }
