@@ -7,7 +7,7 @@
  *   BENCH_KEYS=100000 npm run bench:cluster
  */
 import { slotOf } from '../src/cluster/split.js';
-import { TargetConnection } from '../src/target/connection.js';
+import { RedisConnection } from '../src/resp/connection.js';
 import { startRedis, stopAll } from '../test/helpers/redis-server.js';
 import { startCluster } from '../test/helpers/redis-cluster.js';
 import { discoverDeployment, slotMapOf } from '../src/cluster/topology.js';
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     const deployment = await discoverDeployment([{ host: masters[0]!.host, port: masters[0]!.port }]);
     if (deployment.kind !== 'cluster') throw new Error('the source is not a cluster');
     const owner = slotMapOf(deployment.shards);
-    const connections = await Promise.all(deployment.shards.map((s) => TargetConnection.connect({ host: s.master.host, port: s.master.port })));
+    const connections = await Promise.all(deployment.shards.map((s) => RedisConnection.connect({ host: s.master.host, port: s.master.port })));
     process.stdout.write(`loading ${KEYS.toLocaleString('en-US')} mixed keys into a 3-master cluster...\n`);
     await loadMixedKeys(KEYS, async (key) => connections[owner[slotOf(Buffer.from(key))]!]!);
     for (const c of connections) c.destroy('loaded');

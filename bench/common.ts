@@ -4,14 +4,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeCommand, type Arg } from '../src/resp/encode.js';
-import { TargetConnection } from '../src/target/connection.js';
+import { RedisConnection } from '../src/resp/connection.js';
 import type { RedisServer } from '../test/helpers/redis-server.js';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Loads `keys` mixed keys (all types, 20% with TTLs) through `send`, which routes each command. */
-export async function loadMixedKeys(keys: number, connectionFor: (key: string) => Promise<TargetConnection>): Promise<void> {
-  const used = new Set<TargetConnection>();
+export async function loadMixedKeys(keys: number, connectionFor: (key: string) => Promise<RedisConnection>): Promise<void> {
+  const used = new Set<RedisConnection>();
   const now = Date.now();
   let failures = 0;
   const onReply = (r: unknown): void => {

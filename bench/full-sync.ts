@@ -13,7 +13,7 @@
  */
 import { copyFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { TargetConnection } from '../src/target/connection.js';
+import { RedisConnection } from '../src/resp/connection.js';
 import { startRedis, stopAll } from '../test/helpers/redis-server.js';
 import { ferryFull, field, info, loadMixedKeys, nativeReplication, parserThroughput } from './common.js';
 const KEYS = Number(process.env.BENCH_KEYS ?? 1_000_000);
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const source = await startRedis({ config });
   try {
     process.stdout.write(`loading ${KEYS.toLocaleString('en-US')} mixed keys...\n`);
-    const connection = await TargetConnection.connect({ host: source.host, port: source.port });
+    const connection = await RedisConnection.connect({ host: source.host, port: source.port });
     await loadMixedKeys(KEYS, async () => connection);
     connection.destroy('loaded');
     await source.client().call('SAVE');

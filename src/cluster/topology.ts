@@ -5,13 +5,13 @@
  * Discovery asks one node and believes it: the first address that answers wins, the others
  * are only fallbacks. CLUSTER SHARDS (7.0+) is preferred because it reports node health;
  * older servers (or ones that refuse it, e.g. by ACL) fall back to CLUSTER SLOTS and then to
- * CLUSTER NODES. Everything here speaks RESP2 through TargetConnection, so the replies are
+ * CLUSTER NODES. Everything here speaks RESP2 through RedisConnection, so the replies are
  * flat arrays, never RESP3 maps.
  */
 
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
-import { TargetConnection } from '../target/connection.js';
+import { RedisConnection } from '../resp/connection.js';
 import type { Deployment, Shard, SlotRange } from './topology-types.js';
 
 export const SLOT_COUNT = 16384;
@@ -298,12 +298,12 @@ function withCredentials(a: NodeAddr, cred: Credentials): Endpoint {
 
 class Node {
   private constructor(
-    private readonly conn: TargetConnection,
+    private readonly conn: RedisConnection,
     private readonly timeoutMs: number,
   ) {}
 
   static async open(e: Endpoint, timeoutMs: number): Promise<Node> {
-    const conn = await TargetConnection.connect({
+    const conn = await RedisConnection.connect({
       host: e.host,
       port: e.port,
       ...credentialsOf(e),

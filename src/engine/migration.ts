@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { discoverDeployment } from '../cluster/topology.js';
 import type { Deployment } from '../cluster/topology-types.js';
-import { TargetConnection } from '../target/connection.js';
+import { RedisConnection } from '../resp/connection.js';
 import type { Reply } from '../resp/reply-decoder.js';
 import { keyspaceOf } from '../common/info.js';
 import { openTarget, type Target } from '../target/target.js';
@@ -485,12 +485,12 @@ async function sourceOffset(monitor: Monitor): Promise<number | null> {
 
 /** A connection to a source master for INFO polling, re-opened after it breaks. */
 class Monitor {
-  private connection: Promise<TargetConnection> | null = null;
+  private connection: Promise<RedisConnection> | null = null;
 
   constructor(private readonly endpoint: Endpoint) {}
 
   async call(args: string[]): Promise<Reply> {
-    this.connection ??= TargetConnection.connect({ ...this.endpoint, name: 'ferry-monitor', connectTimeoutMs: 2000 });
+    this.connection ??= RedisConnection.connect({ ...this.endpoint, name: 'ferry-monitor', connectTimeoutMs: 2000 });
     const pending = this.connection;
     try {
       const c = await pending;

@@ -5,7 +5,7 @@ import type { StreamCommand } from '../resp/command-stream.js';
 import { ReplicaLink, TransientSourceError, type SyncStart } from '../source/replica-link.js';
 import type { Target } from '../target/target.js';
 import type { Throttle } from '../source/throttle.js';
-import { TargetConnection } from '../target/connection.js';
+import { RedisConnection } from '../resp/connection.js';
 import type { DbMapper } from './db-map.js';
 import type { WriteErrorLog } from './errors.js';
 import { LagClock } from './lag-clock.js';
@@ -180,9 +180,9 @@ export class ShardSync {
    */
   private async diagnose(e: Error): Promise<Error> {
     const o = this.options.source;
-    let probe: TargetConnection | null = null;
+    let probe: RedisConnection | null = null;
     try {
-      probe = await TargetConnection.connect({ host: o.host, port: o.port, user: o.user, password: o.password, name: 'ferry-probe', connectTimeoutMs: 3000 });
+      probe = await RedisConnection.connect({ host: o.host, port: o.port, user: o.user, password: o.password, name: 'ferry-probe', connectTimeoutMs: 3000 });
       const reply = await probe.call(['INFO', 'replication']);
       const text = Buffer.isBuffer(reply) ? reply.toString('latin1') : '';
       if (/^role:slave/m.test(text)) {

@@ -1,4 +1,5 @@
-import net from 'node:net';
+import type net from 'node:net';
+import { dial } from '../common/dial.js';
 import { CommandStreamDecoder, type StreamCommand } from '../resp/command-stream.js';
 import { encodeCommand } from '../resp/encode.js';
 import type { RdbEntry } from '../rdb/entries.js';
@@ -116,23 +117,10 @@ export class ReplicaLink {
 
   private async connect(): Promise<SocketReader> {
     const where = describeEndpoint(this.endpoint);
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: this.endpoint.host, port: this.endpoint.port });
-      const timer = setTimeout(() => {
-        s.destroy();
-        reject(new Error(`cannot connect to source ${where}: timed out after ${this.options.connectTimeoutMs ?? 10_000} ms`));
-      }, this.options.connectTimeoutMs ?? 10_000);
-      s.once('connect', () => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      s.once('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot connect to source ${where}: ${err.code ?? err.message}`));
-      });
+    const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    const socket = await dial(this.endpoint, { timeoutMs }).catch((e: Error) => {
+      throw new Error(`cannot connect to source ${where}: ${e.message}`);
     });
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, 10_000);
     this.socket = socket;
     if (this.closedByUs) socket.destroy();
     this.reader = new SocketReader(socket, `source ${where}`, undefined, this.options.throttle ?? null);

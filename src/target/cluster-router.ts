@@ -2,7 +2,7 @@ import { describeEndpoint } from '../common/endpoint.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
 import type { Shard } from '../cluster/topology-types.js';
-import { TargetConnection, TargetConnectionError } from './connection.js';
+import { RedisConnection, RedisConnectionError } from '../resp/connection.js';
 
 /** The outcome of one routed command: an error text (after redirections) or the reply. */
 export type RoutedReply = (error: string | null, reply: Reply | undefined) => void;
@@ -26,8 +26,8 @@ interface Unit {
 
 interface Node {
   address: string;
-  connection: TargetConnection | null;
-  connecting: Promise<TargetConnection> | null;
+  connection: RedisConnection | null;
+  connecting: Promise<RedisConnection> | null;
 }
 
 /**
@@ -100,7 +100,7 @@ export class ClusterRouter {
       (c) =>
         c.send(encoded, (reply) => {
           this.answered();
-          if (reply instanceof TargetConnectionError) return this.lost(reply);
+          if (reply instanceof RedisConnectionError) return this.lost(reply);
           if (reply instanceof Error) done(reply.message, undefined);
           else done(null, reply);
         }),
@@ -142,13 +142,13 @@ export class ClusterRouter {
     return node;
   }
 
-  private connectionOf(node: Node): Promise<TargetConnection> {
+  private connectionOf(node: Node): Promise<RedisConnection> {
     if (node.connection) return Promise.resolve(node.connection);
     if (!node.connecting) {
       const colon = node.address.lastIndexOf(':');
       const host = node.address.slice(0, colon).replace(/^\[|\]$/g, '');
       const port = Number(node.address.slice(colon + 1));
-      node.connecting = TargetConnection.connect({ host, port, ...this.credentials, name: 'ferry-writer' }).then((c) => {
+      node.connecting = RedisConnection.connect({ host, port, ...this.credentials, name: 'ferry-writer' }).then((c) => {
         node.connection = c;
         void c.closed.then((error) => error && this.lost(error));
         return c;
@@ -173,7 +173,7 @@ export class ClusterRouter {
       return;
     }
     this.inflight[unit.slot]!++;
-    const write = (c: TargetConnection): void => {
+    const write = (c: RedisConnection): void => {
       if (askTo) c.send(ASKING);
       if (unit.transaction) c.send(MULTI);
       for (const cmd of unit.commands) c.send(cmd, unit.transaction ? (r) => this.onQueued(unit, r) : (r) => this.onReply(unit, r));
@@ -189,14 +189,14 @@ export class ClusterRouter {
 
   /** Replies to commands queued inside MULTI: only redirections matter (EXEC will abort). */
   private queuedRedirect = new WeakMap<Unit, ReplyError>();
-  private onQueued(unit: Unit, reply: Reply | TargetConnectionError): void {
-    if (reply instanceof TargetConnectionError) return; // the EXEC callback reports it
+  private onQueued(unit: Unit, reply: Reply | RedisConnectionError): void {
+    if (reply instanceof RedisConnectionError) return; // the EXEC callback reports it
     if (reply instanceof ReplyError && redirection(reply) && !this.queuedRedirect.has(unit)) this.queuedRedirect.set(unit, reply);
   }
 
-  private onReply(unit: Unit, reply: Reply | TargetConnectionError): void {
+  private onReply(unit: Unit, reply: Reply | RedisConnectionError): void {
     this.inflight[unit.slot]!--;
-    if (reply instanceof TargetConnectionError) {
+    if (reply instanceof RedisConnectionError) {
       this.answered();
       return this.lost(reply);
     }

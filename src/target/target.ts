@@ -2,7 +2,7 @@ import type { Endpoint } from '../common/endpoint.js';
 import type { Deployment } from '../cluster/topology-types.js';
 import { ClusterRouter } from './cluster-router.js';
 import { slotOf } from '../cluster/split.js';
-import { TargetConnection } from './connection.js';
+import { RedisConnection } from '../resp/connection.js';
 import { Lane, TargetWriter, probeTarget, type ReplyHandler, type TargetInfo } from './writer.js';
 
 /** Where the commands of one key go, in order: a lane and db (standalone) or a slot (cluster). */
@@ -115,7 +115,7 @@ export async function openTarget(deployment: Deployment, credentials: Pick<Endpo
   }
   const router = new ClusterRouter(credentials, deployment.shards, onConnectionLost);
   const first = deployment.shards[0]!.master;
-  const probe = await TargetConnection.connect({ host: first.host, port: first.port, ...credentials, name: 'ferry-probe' });
+  const probe = await RedisConnection.connect({ host: first.host, port: first.port, ...credentials, name: 'ferry-probe' });
   try {
     const info = await probeTarget(probe);
     await router.connectAll();

@@ -1,7 +1,7 @@
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import type { Reply } from '../resp/reply-decoder.js';
 import type { Endpoint } from '../common/endpoint.js';
-import { TargetConnection, TargetConnectionError } from './connection.js';
+import { RedisConnection, RedisConnectionError } from '../resp/connection.js';
 import { rdbVersionOfServer, type TargetFormat } from '../rdb/dump.js';
 
 /** Refusals that pass with time: memory freed, loading done, a script finished. */
@@ -37,7 +37,7 @@ export class Lane {
   onRetry: ((error: string, commands: number, attempt: number) => void) | null = null;
 
   constructor(
-    readonly connection: TargetConnection,
+    readonly connection: RedisConnection,
     /** The connection is gone: what it carried may or may not have been applied. */
     private readonly onConnectionLost: (error: Error) => void,
   ) {}
@@ -68,7 +68,7 @@ export class Lane {
     if (db !== this.selectedDb) {
       selected = true;
       this.connection.send(encodeCommand(['SELECT', db]), (reply) => {
-        if (reply instanceof TargetConnectionError) this.onConnectionLost(reply);
+        if (reply instanceof RedisConnectionError) this.onConnectionLost(reply);
         else if (reply instanceof Error) this.onConnectionLost(new Error(`target refused SELECT ${db}: ${reply.message}`));
       });
       this.selectedDb = db;
@@ -129,7 +129,7 @@ export class Lane {
   /** Send without database tracking (MULTI, EXEC, server-wide commands). */
   sendRaw(encoded: Buffer, onReply?: ReplyHandler): void {
     this.connection.send(encoded, (reply) => {
-      if (reply instanceof TargetConnectionError) this.onConnectionLost(reply);
+      if (reply instanceof RedisConnectionError) this.onConnectionLost(reply);
       else if (!onReply) return;
       else if (reply instanceof Error) onReply(reply.message, undefined);
       else onReply(null, reply);
@@ -160,11 +160,11 @@ export class TargetWriter {
 
   static async open(endpoint: Endpoint, options: { lanes?: number; onConnectionLost: (error: Error) => void }): Promise<TargetWriter> {
     const count = Math.max(1, options.lanes ?? 4);
-    const connections: TargetConnection[] = [];
+    const connections: RedisConnection[] = [];
     try {
       for (let i = 0; i < count; i++) {
         connections.push(
-          await TargetConnection.connect({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, name: `ferry-writer-${i}` }),
+          await RedisConnection.connect({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, name: `ferry-writer-${i}` }),
         );
       }
       const info = await probeTarget(connections[0]!);
@@ -203,7 +203,7 @@ export class TargetWriter {
 }
 
 /** Version and family of the target, from INFO server. */
-export async function probeTarget(connection: TargetConnection): Promise<TargetInfo> {
+export async function probeTarget(connection: RedisConnection): Promise<TargetInfo> {
   const reply = await connection.call(['INFO', 'server']);
   const text = Buffer.isBuffer(reply) ? reply.toString('latin1') : '';
   const field = (name: string): string | undefined => new RegExp(`^${name}:(.*)$`, 'm').exec(text)?.[1]?.trim();

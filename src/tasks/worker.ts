@@ -5,7 +5,7 @@
 import { pino } from 'pino';
 import { Migration } from '../engine/migration.js';
 import type { MigrationProgress } from '../engine/stats.js';
-import { TargetConnection } from '../target/connection.js';
+import { RedisConnection } from '../resp/connection.js';
 import type { Endpoint } from '../common/endpoint.js';
 import { keyspaceOf } from '../common/info.js';
 import os from 'node:os';
@@ -20,7 +20,7 @@ function send(message: FromWorker): void {
 }
 
 /** Keys in all databases, from INFO keyspace; null when the server cannot be asked. */
-async function keyCount(connection: TargetConnection | null): Promise<number | null> {
+async function keyCount(connection: RedisConnection | null): Promise<number | null> {
   if (!connection) return null;
   try {
     const reply = await connection.call(['INFO', 'keyspace']);
@@ -31,9 +31,9 @@ async function keyCount(connection: TargetConnection | null): Promise<number | n
   }
 }
 
-async function connectQuietly(e: Endpoint, name: string): Promise<TargetConnection | null> {
+async function connectQuietly(e: Endpoint, name: string): Promise<RedisConnection | null> {
   try {
-    return await TargetConnection.connect({ host: e.host, port: e.port, user: e.user, password: e.password, name });
+    return await RedisConnection.connect({ host: e.host, port: e.port, user: e.user, password: e.password, name });
   } catch {
     return null;
   }

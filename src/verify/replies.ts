@@ -1,5 +1,5 @@
 /**
- * Reading RESP2 replies (TargetConnection never switches to RESP3) into the shapes the
+ * Reading RESP2 replies (RedisConnection never switches to RESP3) into the shapes the
  * comparisons need, plus short printable renderings for difference details.
  */
 

@@ -11,7 +11,7 @@ import { slotOf } from '../cluster/split.js';
 import { discoverDeployment, slotMapOf } from '../cluster/topology.js';
 import type { Arg } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
-import { TargetConnection } from '../target/connection.js';
+import { RedisConnection } from '../resp/connection.js';
 import { asArray, asText, isUnknownCommand } from './replies.js';
 
 /** What a master can answer; flags are switched off when the server says a command is unknown. */
@@ -29,14 +29,14 @@ export interface ServerCaps {
 /** A connection with its db selected, that respects the connection's in-flight bounds. */
 export class Conn {
   constructor(
-    private readonly tc: TargetConnection,
+    private readonly tc: RedisConnection,
     readonly caps: ServerCaps,
     readonly db: number,
   ) {}
 
   /**
    * Commands of all the keys being compared share the connection, so they are pipelined;
-   * waiting for room first bounds what is buffered (TargetConnection leaves that to callers).
+   * waiting for room first bounds what is buffered (RedisConnection leaves that to callers).
    */
   async call(args: readonly Arg[]): Promise<Reply> {
     if (this.tc.full) await this.tc.waitForRoom();
@@ -54,7 +54,7 @@ const CONNECTION_NAME = 'ferry-verify';
 
 export class Side {
   private readonly conns = new Map<string, Promise<Conn>>();
-  private readonly opened: TargetConnection[] = [];
+  private readonly opened: RedisConnection[] = [];
   private closed = false;
 
   private constructor(
@@ -126,7 +126,7 @@ export class Side {
     const e = this.masters[master];
     const caps = this.caps[master];
     if (e === undefined || caps === undefined) throw new Error(`no ${this.role} master #${master}`);
-    const tc = await TargetConnection.connect({
+    const tc = await RedisConnection.connect({
       host: e.host,
       port: e.port,
       ...(e.user !== undefined ? { user: e.user } : {}),

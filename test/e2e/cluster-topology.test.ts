@@ -21,7 +21,7 @@ import {
 } from '../../src/cluster/topology.js';
 import type { Deployment, Shard } from '../../src/cluster/topology-types.js';
 import type { Reply } from '../../src/resp/reply-decoder.js';
-import { TargetConnection } from '../../src/target/connection.js';
+import { RedisConnection } from '../../src/resp/connection.js';
 import { compareClusters } from '../helpers/compare-cluster.js';
 import { formatDifferences, printableKey, type Difference } from '../helpers/compare.js';
 import { populateAllTypes } from '../helpers/dataset.js';
@@ -64,7 +64,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 async function rawReply(s: RedisServer, args: string[], password?: string): Promise<Reply> {
-  const conn = await TargetConnection.connect({ host: s.host, port: s.port, ...(password !== undefined ? { password } : {}) });
+  const conn = await RedisConnection.connect({ host: s.host, port: s.port, ...(password !== undefined ? { password } : {}) });
   try {
     return await conn.call(args);
   } finally {

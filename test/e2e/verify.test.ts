@@ -8,7 +8,7 @@ import net from 'node:net';
 import type { Cluster, Redis } from 'ioredis';
 import { parseEndpoint, type Endpoint } from '../../src/common/endpoint.js';
 import { DbMapper } from '../../src/engine/db-map.js';
-import { TargetConnection } from '../../src/target/connection.js';
+import { RedisConnection } from '../../src/resp/connection.js';
 import { verifyDeployments, type Difference, type VerifyOptions, type VerifyReport } from '../../src/verify/index.js';
 import { compareKeyPair } from '../../src/verify/compare-key.js';
 import { Semaphore } from '../../src/verify/pool.js';
@@ -435,9 +435,9 @@ describe('verifyDeployments', () => {
         return `-ERR unknown command '${cmd}'\r\n`;
       });
     const servers = await Promise.all([hashServer(sourceTimes), hashServer(targetTimes), hashServer(null)]);
-    const conns: TargetConnection[] = [];
+    const conns: RedisConnection[] = [];
     const conn = async (port: number, hashFieldTtl: boolean): Promise<Conn> => {
-      const tc = await TargetConnection.connect({ host: '127.0.0.1', port });
+      const tc = await RedisConnection.connect({ host: '127.0.0.1', port });
       conns.push(tc);
       return new Conn(tc, { address: `127.0.0.1:${port}`, hashFieldTtl, smismember: true, zmscore: true, functions: false }, 0);
     };

@@ -12,7 +12,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { crc64 } from '../../src/rdb/crc64.js';
-import { lzfCompress } from '../../src/rdb/lzf.js';
+import { lzfCompress } from './lzf-compress.js';
 import {
   encodeIntset,
   encodeListpack,
@@ -20,7 +20,7 @@ import {
   encodeZipmap,
   type EncodableItem,
   type ZipmapPair,
-} from '../../src/rdb/encodings.js';
+} from './rdb-encoders.js';
 
 export type Text = string | Buffer;
 export type Magic = 'REDIS' | 'VALKEY';

@@ -11,7 +11,7 @@ import type { RdbParserOptions } from '../../src/rdb/parser.js';
 import { parseAll } from '../helpers/rdb-parse.js';
 import type { RdbEntry } from '../../src/rdb/entries.js';
 import { RdbError } from '../../src/rdb/errors.js';
-import { encodeListpack } from '../../src/rdb/encodings.js';
+import { encodeListpack } from '../helpers/rdb-encoders.js';
 import {
   OP,
   RdbWriter,

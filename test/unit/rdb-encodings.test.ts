@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Crc64, crc64 } from '../../src/rdb/crc64.js';
-import { lzfCompress, lzfDecompress } from '../../src/rdb/lzf.js';
+import { lzfDecompress } from '../../src/rdb/lzf.js';
+import { lzfCompress } from '../helpers/lzf-compress.js';
 import {
   BlobFormatError,
   decodeIntset,
@@ -26,14 +27,9 @@ import {
   elementToBigInt,
   elementToBuffer,
   elementToNumber,
-  encodeIntset,
-  encodeListpack,
-  encodeZiplist,
-  encodeZipmap,
   listpackBacklenSize,
-  parseStrictInt64,
-  type EncodableItem,
 } from '../../src/rdb/encodings.js';
+import { encodeIntset, encodeListpack, encodeZiplist, encodeZipmap, parseStrictInt64, type EncodableItem } from '../helpers/rdb-encoders.js';
 import type { BlobElement } from '../../src/rdb/types.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { encodeCommand } from '../../src/resp/encode.js';
 import { ReplyError, type Reply } from '../../src/resp/reply-decoder.js';
-import { TargetConnection, TargetConnectionError } from '../../src/target/connection.js';
+import { RedisConnection, RedisConnectionError } from '../../src/resp/connection.js';
 
 // Only loopback, only servers started here: never the shared Redis on 6379.
 const HOST = '127.0.0.1';
@@ -74,14 +74,14 @@ async function startRedis(): Promise<RedisInstance> {
   };
 }
 
-function connect(port: number, extra: Partial<Parameters<typeof TargetConnection.connect>[0]> = {}): Promise<TargetConnection> {
-  return TargetConnection.connect({ host: HOST, port, password: PASSWORD, name: 'ferry-test', ...extra });
+function connect(port: number, extra: Partial<Parameters<typeof RedisConnection.connect>[0]> = {}): Promise<RedisConnection> {
+  return RedisConnection.connect({ host: HOST, port, password: PASSWORD, name: 'ferry-test', ...extra });
 }
 
-describe('TargetConnection against a real redis-server', () => {
+describe('RedisConnection against a real redis-server', () => {
   let redis: RedisInstance;
-  const opened: TargetConnection[] = [];
-  const open = async (extra: Partial<Parameters<typeof TargetConnection.connect>[0]> = {}): Promise<TargetConnection> => {
+  const opened: RedisConnection[] = [];
+  const open = async (extra: Partial<Parameters<typeof RedisConnection.connect>[0]> = {}): Promise<RedisConnection> => {
     const c = await connect(redis.port, extra);
     opened.push(c);
     return c;
@@ -108,7 +108,7 @@ describe('TargetConnection against a real redis-server', () => {
     const c = await open({ maxInflight: 1000, maxInflightBytes: 256 * 1024 });
     await c.call(['SELECT', 1]);
     let ok = 0;
-    let other: Reply | TargetConnectionError | undefined;
+    let other: Reply | RedisConnectionError | undefined;
     let peakInflight = 0;
     let waits = 0;
     const N = 100_000;
@@ -139,7 +139,7 @@ describe('TargetConnection against a real redis-server', () => {
     const c = await open();
     await c.call(['SET', 'errs:s', 'not-a-number']);
     await c.call(['DEL', 'errs:n']);
-    const got: Array<Reply | TargetConnectionError> = [];
+    const got: Array<Reply | RedisConnectionError> = [];
     for (const key of ['errs:s', 'errs:n', 'errs:s', 'errs:n']) c.send(encodeCommand(['INCR', key]), (r) => got.push(r));
     c.send(encodeCommand(['GET', 'errs:s']), (r) => got.push(r));
     await c.drain();
@@ -196,19 +196,19 @@ describe('TargetConnection against a real redis-server', () => {
 
   it('closes cleanly with QUIT after the replies already owed', async () => {
     const c = await open();
-    const got: Array<Reply | TargetConnectionError> = [];
+    const got: Array<Reply | RedisConnectionError> = [];
     c.send(encodeCommand(['ECHO', 'last']), (r) => got.push(r));
     await c.close();
     assert.deepEqual(got, [Buffer.from('last')]);
     assert.equal(await c.closed, null);
-    await assert.rejects(c.call(['PING']), TargetConnectionError);
+    await assert.rejects(c.call(['PING']), RedisConnectionError);
   });
 
   it('reports a wrong password with the server text and never the password', async () => {
     const wrong = 'wrong-Pa55word-that-must-not-leak';
     for (const extra of [{ password: wrong }, { user: 'default', password: wrong }]) {
       await assert.rejects(connect(redis.port, extra), (e: unknown) => {
-        assert.ok(e instanceof TargetConnectionError);
+        assert.ok(e instanceof RedisConnectionError);
         assert.match(e.message, new RegExp(`^cannot authenticate to ${HOST}:${redis.port}: WRONGPASS`));
         assert.ok(!e.message.includes(wrong));
         assert.ok(!String(e.stack).includes(wrong));
@@ -216,7 +216,7 @@ describe('TargetConnection against a real redis-server', () => {
       });
     }
     // No password at all: connect works, commands get the server's NOAUTH.
-    const c = await TargetConnection.connect({ host: HOST, port: redis.port });
+    const c = await RedisConnection.connect({ host: HOST, port: redis.port });
     opened.push(c);
     await assert.rejects(c.call(['GET', 'x']), (e: unknown) => e instanceof ReplyError && e.code === 'NOAUTH');
   });
@@ -226,7 +226,7 @@ describe('TargetConnection against a real redis-server', () => {
     try {
       const c = await connect(doomed.port);
       const address = `${HOST}:${doomed.port}`;
-      const got: Array<Reply | TargetConnectionError> = [];
+      const got: Array<Reply | RedisConnectionError> = [];
       // BLPOP with no timeout holds the reply stream, so everything after it stays pending.
       c.send(encodeCommand(['BLPOP', 'never', 0]), (r) => got.push(r));
       for (let i = 0; i < 10; i++) c.send(encodeCommand(['SET', `k${i}`, 'v']), (r) => got.push(r));
@@ -237,21 +237,21 @@ describe('TargetConnection against a real redis-server', () => {
       await new Promise((r) => setTimeout(r, 100));
       assert.equal(got.length, 0);
       doomed.proc.kill('SIGKILL');
-      await assert.rejects(drained, (e: unknown) => e instanceof TargetConnectionError && e.message.includes(address));
-      await assert.rejects(call, TargetConnectionError);
+      await assert.rejects(drained, (e: unknown) => e instanceof RedisConnectionError && e.message.includes(address));
+      await assert.rejects(call, RedisConnectionError);
       assert.equal(got.length, 11);
       for (const r of got) {
-        assert.ok(r instanceof TargetConnectionError);
+        assert.ok(r instanceof RedisConnectionError);
         assert.ok(r.message.includes(address), r.message);
       }
       assert.equal(markerFired, false, 'a marker must not fire for unanswered commands');
       const closedWith = await c.closed;
-      assert.ok(closedWith instanceof TargetConnectionError);
+      assert.ok(closedWith instanceof RedisConnectionError);
       assert.equal(c.inflight, 0);
       // Later use fails fast, asynchronously.
-      const late = await new Promise<Reply | TargetConnectionError>((resolve) => c.send(encodeCommand(['PING']), resolve));
-      assert.ok(late instanceof TargetConnectionError);
-      await assert.rejects(c.waitForRoom(), TargetConnectionError);
+      const late = await new Promise<Reply | RedisConnectionError>((resolve) => c.send(encodeCommand(['PING']), resolve));
+      assert.ok(late instanceof RedisConnectionError);
+      await assert.rejects(c.waitForRoom(), RedisConnectionError);
       c.marker(() => (markerFired = true));
       assert.equal(markerFired, false);
     } finally {
@@ -260,11 +260,11 @@ describe('TargetConnection against a real redis-server', () => {
   });
 });
 
-describe('TargetConnection failures without a server', () => {
+describe('RedisConnection failures without a server', () => {
   it('reports ECONNREFUSED on a closed loopback port', async () => {
     const port = await freePort();
-    await assert.rejects(TargetConnection.connect({ host: HOST, port, password: PASSWORD }), {
-      name: 'TargetConnectionError',
+    await assert.rejects(RedisConnection.connect({ host: HOST, port, password: PASSWORD }), {
+      name: 'RedisConnectionError',
       message: `cannot connect to ${HOST}:${port}: ECONNREFUSED`,
     });
   });
@@ -276,7 +276,7 @@ describe('TargetConnection failures without a server', () => {
     const { port } = srv.address() as net.AddressInfo;
     try {
       await assert.rejects(
-        TargetConnection.connect({ host: HOST, port, password: PASSWORD, connectTimeoutMs: 200 }),
+        RedisConnection.connect({ host: HOST, port, password: PASSWORD, connectTimeoutMs: 200 }),
         { message: `cannot connect to ${HOST}:${port}: timed out after 200 ms` },
       );
     } finally {
@@ -294,12 +294,12 @@ describe('TargetConnection failures without a server', () => {
     await new Promise<void>((resolve) => srv.listen(0, HOST, resolve));
     const { port } = srv.address() as net.AddressInfo;
     try {
-      const c = await TargetConnection.connect({ host: HOST, port });
+      const c = await RedisConnection.connect({ host: HOST, port });
       const first = c.call(['PING']);
       const second = c.call(['PING']);
       assert.deepEqual(await first, Buffer.from('OK'));
       await assert.rejects(second, (e: unknown) => {
-        assert.ok(e instanceof TargetConnectionError);
+        assert.ok(e instanceof RedisConnectionError);
         assert.match(e.message, new RegExp(`^protocol error from ${HOST}:${port}: .*byte offset 5: unexpected byte 0x3f`));
         return true;
       });

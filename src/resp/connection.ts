@@ -7,23 +7,24 @@
  * Back-pressure is explicit (`full`, `waitForRoom`) so the caller bounds memory and latency.
  *
  * No retries and no logging here: on any failure every pending callback gets a
- * TargetConnectionError naming the address, and the engine decides what to do.
+ * RedisConnectionError naming the address, and the engine decides what to do.
  */
 
-import net from 'node:net';
+import type net from 'node:net';
 
-import { encodeCommand, type Arg } from '../resp/encode.js';
-import { PushReply, ReplyDecoder, RespProtocolError, type Reply } from '../resp/reply-decoder.js';
+import { dial } from '../common/dial.js';
+import { encodeCommand, type Arg } from './encode.js';
+import { PushReply, ReplyDecoder, RespProtocolError, type Reply } from './reply-decoder.js';
 
 /** The connection failed or was closed; the commands it carried may or may not have been applied. */
-export class TargetConnectionError extends Error {
-  override readonly name = 'TargetConnectionError';
+export class RedisConnectionError extends Error {
+  override readonly name = 'RedisConnectionError';
 }
 
-/** Receives the reply (a ReplyError for an error reply) or a TargetConnectionError. */
-export type ReplyCallback = (reply: Reply | TargetConnectionError) => void;
+/** Receives the reply (a ReplyError for an error reply) or a RedisConnectionError. */
+export type ReplyCallback = (reply: Reply | RedisConnectionError) => void;
 
-export interface TargetConnectOptions {
+export interface RedisConnectOptions {
   host: string;
   port: number;
   user?: string;
@@ -114,13 +115,13 @@ function errorCode(e: unknown): string {
   return String(e);
 }
 
-export class TargetConnection {
+export class RedisConnection {
   /** host:port, for messages. */
   readonly address: string;
   readonly maxInflight: number;
   readonly maxInflightBytes: number;
   /** Resolves when the connection is gone: null after close(), else the failure. Never rejects. */
-  readonly closed: Promise<TargetConnectionError | null>;
+  readonly closed: Promise<RedisConnectionError | null>;
 
   private readonly socket: net.Socket;
   private readonly decoder: ReplyDecoder;
@@ -133,11 +134,11 @@ export class TargetConnection {
   private answeredSeq = 0;
   private corked = false;
   private closing = false;
-  private failure: TargetConnectionError | null = null;
-  private resolveClosed!: (e: TargetConnectionError | null) => void;
+  private failure: RedisConnectionError | null = null;
+  private resolveClosed!: (e: RedisConnectionError | null) => void;
   private readonly uncork = (): void => this.flush();
 
-  private constructor(socket: net.Socket, address: string, opts: TargetConnectOptions) {
+  private constructor(socket: net.Socket, address: string, opts: RedisConnectOptions) {
     this.socket = socket;
     this.address = address;
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
@@ -153,43 +154,29 @@ export class TargetConnection {
   }
 
   /** Connects, authenticates and names the connection. */
-  static async connect(opts: TargetConnectOptions): Promise<TargetConnection> {
+  static async connect(opts: RedisConnectOptions): Promise<RedisConnection> {
     const address = formatAddress(opts.host, opts.port);
     const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    let conn: TargetConnection | undefined;
+    let conn: RedisConnection | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
+        timedOut = true;
         conn?.destroy();
-        reject(new TargetConnectionError(`cannot connect to ${address}: timed out after ${timeoutMs} ms`));
+        reject(new RedisConnectionError(`cannot connect to ${address}: timed out after ${timeoutMs} ms`));
       }, timeoutMs);
     });
-    const attempt = async (): Promise<TargetConnection> => {
-      const socket = await new Promise<net.Socket>((resolve, reject) => {
-        // net.Socket passes stream options through to Duplex; @types/node just does not list them.
-        const connectOpts: net.TcpNetConnectOpts & { writableHighWaterMark: number } = {
-          host: opts.host,
-          port: opts.port,
-          writableHighWaterMark: WRITABLE_HIGH_WATER_MARK,
-        };
-        const s = net.connect(connectOpts);
-        const onError = (e: Error): void => {
-          s.destroy();
-          reject(new TargetConnectionError(`cannot connect to ${address}: ${errorCode(e)}`));
-        };
-        s.once('error', onError);
-        s.once('connect', () => {
-          s.off('error', onError);
-          resolve(s);
-        });
-        // A timeout destroys the pending socket through this hook.
-        timeout.catch(() => s.destroy());
+    const attempt = async (): Promise<RedisConnection> => {
+      const socket = await dial(opts, { timeoutMs, writableHighWaterMark: WRITABLE_HIGH_WATER_MARK }).catch((e: Error) => {
+        throw new RedisConnectionError(`cannot connect to ${address}: ${e.message}`);
       });
-      socket.setNoDelay(true);
-      // Idle phases (a long snapshot on another connection) must not let NATs or firewalls
-      // silently drop this one.
-      socket.setKeepAlive(true, 10_000);
-      const c = new TargetConnection(socket, address, opts);
+      // The overall timeout fired while the socket was being opened.
+      if (timedOut) {
+        socket.destroy();
+        throw new RedisConnectionError(`cannot connect to ${address}: timed out after ${timeoutMs} ms`);
+      }
+      const c = new RedisConnection(socket, address, opts);
       conn = c;
       await c.handshake(opts);
       return c;
@@ -201,7 +188,7 @@ export class TargetConnection {
     }
   }
 
-  private async handshake(opts: TargetConnectOptions): Promise<void> {
+  private async handshake(opts: RedisConnectOptions): Promise<void> {
     // Pipelined: both go out in one write.
     const auth =
       opts.password === undefined
@@ -216,7 +203,7 @@ export class TargetConnection {
         this.destroy();
         // The server's text (WRONGPASS ..., ERR ...) never echoes the password.
         const why = e instanceof Error ? e.message : String(e);
-        throw e instanceof TargetConnectionError ? e : new TargetConnectionError(`cannot authenticate to ${this.address}: ${why}`);
+        throw e instanceof RedisConnectionError ? e : new RedisConnectionError(`cannot authenticate to ${this.address}: ${why}`);
       }
     }
     await setName;
@@ -243,19 +230,19 @@ export class TargetConnection {
   }
 
   /** The failure, once the connection is unusable. */
-  get error(): TargetConnectionError | null {
+  get error(): RedisConnectionError | null {
     return this.failure;
   }
 
   /**
    * Writes an already-encoded command. `onReply` gets its reply in order, or a
-   * TargetConnectionError if the connection fails first (asynchronously if it already has).
+   * RedisConnectionError if the connection fails first (asynchronously if it already has).
    * Callbacks must not throw: a throw leaves the reply stream desynchronised, so it kills the
    * connection and is rethrown.
    */
   send(cmd: Buffer, onReply?: ReplyCallback): void {
     if (this.failure !== null || this.closing) {
-      const err = this.failure ?? new TargetConnectionError(`connection to ${this.address} is closing`);
+      const err = this.failure ?? new RedisConnectionError(`connection to ${this.address} is closing`);
       if (onReply) process.nextTick(onReply, err);
       return;
     }
@@ -290,7 +277,7 @@ export class TargetConnection {
     return new Promise((resolve, reject) => this.roomWaiters.push({ resolve, reject }));
   }
 
-  /** Sends a command and resolves with its reply; rejects with ReplyError or TargetConnectionError. */
+  /** Sends a command and resolves with its reply; rejects with ReplyError or RedisConnectionError. */
   call(args: readonly Arg[]): Promise<Reply> {
     return new Promise((resolve, reject) => {
       this.send(encodeCommand(args), (r) => (r instanceof Error ? reject(r) : resolve(r)));
@@ -329,7 +316,7 @@ export class TargetConnection {
     await this.closed;
   }
 
-  /** Hard stop: pending callbacks get a TargetConnectionError. */
+  /** Hard stop: pending callbacks get a RedisConnectionError. */
   destroy(reason = 'destroyed'): void {
     this.fail(`connection to ${this.address} ${reason}`);
   }
@@ -388,7 +375,7 @@ export class TargetConnection {
   /** Marks the connection dead and fails everything that waits on it. */
   private fail(message: string, clean = false): void {
     if (this.failure !== null) return;
-    const err = new TargetConnectionError(message);
+    const err = new RedisConnectionError(message);
     this.failure = err;
     this.socket.destroy();
     const pending = this.pending.takeAll();
