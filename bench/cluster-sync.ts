@@ -6,7 +6,7 @@
  *   npm run bench:cluster                      # 600,000 keys
  *   BENCH_KEYS=100000 npm run bench:cluster
  */
-import { slotOf } from '../src/cluster/split.js';
+import { slotOf } from '../src/common/slots.js';
 import { RedisConnection } from '../src/resp/connection.js';
 import { startRedis, stopAll } from '../test/helpers/redis-server.js';
 import { startCluster } from '../test/helpers/redis-cluster.js';

@@ -1,6 +1,5 @@
 import type { Arg } from '../resp/encode.js';
 import type { Reply } from '../resp/reply-decoder.js';
-import type { ClusterRouter } from '../target/cluster-router.js';
 import type { Operand, RewriteStep } from './split.js';
 
 type Register = { payload: Buffer; pttl: number } | 'absent' | Reply;
@@ -11,7 +10,12 @@ type Register = { payload: Buffer; pttl: number } | 'absent' | Reply;
  * steps (cleanup) still run; the stop is thrown so the caller reports it like a refused write.
  * The caller has drained every earlier write and sends nothing else until this resolves.
  */
-export async function executeRewrite(steps: readonly RewriteStep[], router: ClusterRouter): Promise<void> {
+/** Sends one command to the owner of a slot and resolves with its reply (rejects with the error). */
+export interface SlotCaller {
+  call(slot: number, args: readonly Arg[]): Promise<Reply>;
+}
+
+export async function executeRewrite(steps: readonly RewriteStep[], router: SlotCaller): Promise<void> {
   const registers = new Map<string, Register>();
   let stopped: string | null = null;
   const operand = (o: Operand): Arg => {

@@ -15,79 +15,7 @@
  * Pure: no I/O, no clock. Slots are computed here with Redis' exact algorithm (see slotOf).
  */
 import { keysOf, lowerName, sortStoreIndex, type KeyedSpec } from './command-keys.js';
-
-// ---------------------------------------------------------------------------------------------
-// Slots and hash tags
-
-const SLOT_COUNT = 16384;
-
-/** CRC16/XMODEM (poly 0x1021, init 0), the table Redis uses (`src/crc16.c`). */
-const CRC16_TABLE = (() => {
-  const table = new Uint16Array(256);
-  for (let i = 0; i < 256; i++) {
-    let crc = i << 8;
-    for (let b = 0; b < 8; b++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-    table[i] = crc;
-  }
-  return table;
-})();
-
-function crc16(buf: Buffer, start: number, end: number): number {
-  let crc = 0;
-  for (let i = start; i < end; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ buf[i]!) & 0xff]!;
-  return crc;
-}
-
-const OPEN = 0x7b; // '{'
-const CLOSE = 0x7d; // '}'
-
-/** [start, end) of the hash tag of `key`, or null when the whole key is hashed. */
-function tagRange(key: Buffer): [number, number] | null {
-  const s = key.indexOf(OPEN);
-  if (s === -1) return null;
-  const e = key.indexOf(CLOSE, s + 1);
-  if (e === -1 || e === s + 1) return null;
-  return [s + 1, e];
-}
-
-/**
- * The hash slot of a key, exactly as `keyHashSlot` (`src/cluster.c`): the first `{`, then the
- * first `}` after it, with at least one byte between, delimit the hashed part.
- *
- * Not cluster-key-slot: its loop keeps scanning after an empty `{}` and then hashes what lies
- * between the `{}` and a later `}` (for "{}{a}" it returns slot("{a"), Redis hashes the whole
- * key), so keys of that shape would be grouped into the wrong slot.
- */
-export function slotOf(key: Buffer): number {
-  const tag = tagRange(key);
-  return (tag === null ? crc16(key, 0, key.length) : crc16(key, tag[0], tag[1])) & (SLOT_COUNT - 1);
-}
-
-/** The bytes a cluster hashes for `key` when it has a hash tag (between `{` and `}`), else null. */
-export function hashTagOf(key: Buffer): Buffer | null {
-  const tag = tagRange(key);
-  return tag === null ? null : key.subarray(tag[0], tag[1]);
-}
-
-const TMP_MARK = Buffer.from('}__ferry_tmp__:', 'latin1');
-
-/**
- * A temporary key name in the same slot as `dst`: `{<tag>}__ferry_tmp__:<n>`, where the tag is
- * dst's hash tag, or dst itself when dst has no tag and no `}` (then `{dst}` is a tag whose
- * hash is dst's whole-key hash). Returns null when no such name exists: dst has a `}` but no
- * valid tag (e.g. "a}b", "{}x"), or is empty, so that wrapping it in braces would change what
- * is hashed. Those destinations are refused rather than searched for a colliding name.
- *
- * The prefix belongs to Ferry: a user key with this exact name would be overwritten and removed.
- */
-export function temporaryKeyInSlotOf(dst: Buffer, n: number): Buffer | null {
-  let tag = hashTagOf(dst);
-  if (tag === null) {
-    if (dst.length === 0 || dst.includes(CLOSE)) return null;
-    tag = dst;
-  }
-  return Buffer.concat([Buffer.from('{', 'latin1'), tag, TMP_MARK, Buffer.from(String(n), 'latin1')]);
-}
+import { CLOSE, OPEN, SLOT_COUNT, crc16, slotOf, temporaryKeyInSlotOf } from '../common/slots.js';
 
 // ---------------------------------------------------------------------------------------------
 // Plans
@@ -511,11 +439,7 @@ function storeWithTemporaries(args: readonly Buffer[], spec: KeyedSpec): Plan {
     const id = key.toString('latin1');
     let tmp = temporaries.get(id);
     if (tmp === undefined) {
-      const made = temporaryKeyInSlotOf(dst, temporaries.size);
-      if (made === null) {
-        return unsupported(`the destination key of ${lowerName(args[0]).toUpperCase()} has a '}' but no hash tag: no temporary key can be placed in its slot`);
-      }
-      tmp = made;
+      tmp = temporaryKeyInSlotOf(dst, temporaries.size);
       const register = `input${temporaries.size}`;
       temporaries.set(id, tmp);
       slots.push(s);

@@ -7,14 +7,16 @@ import { restorableOn } from '../rdb/dump.js';
 import { backupParts, planBackup, type BackupFile } from '../import/backup.js';
 import { readBackupPart } from '../import/read.js';
 import type { BackupWarning } from '../import/errors.js';
-import { openTarget, type Target } from '../target/target.js';
-import { ClusterStreamApplier } from './cluster-stream-applier.js';
+import { FlowControl } from '../target/flow-control.js';
 import { DbMapper } from './db-map.js';
 import { WriteErrorLog } from './errors.js';
+import { openTarget, type OpenedTarget } from './open-target.js';
+import { TargetRefusals } from './refusal-policy.js';
 import { SnapshotApplier } from './snapshot-applier.js';
 import { emptySnapshotStats, emptyStreamStats, type WriteErrorsView } from './stats.js';
-import type { StreamSink } from './shard-sync.js';
-import { StreamApplier } from './stream-applier.js';
+import { ClusterStreamBackend } from './stream/cluster-backend.js';
+import { StandaloneStreamBackend } from './stream/standalone-backend.js';
+import { StreamApplier } from './stream/stream-applier.js';
 
 export interface BackupImportOptions {
   files: BackupFile[];
@@ -51,6 +53,8 @@ export interface BackupImportProgress {
  */
 export class BackupImport extends EventEmitter {
   private readonly errors: WriteErrorLog;
+  private readonly refusals: TargetRefusals;
+  private readonly flow = new FlowControl();
   private readonly snapshot = emptySnapshotStats();
   private readonly stream = emptyStreamStats();
   private state: BackupImportProgress;
@@ -61,6 +65,8 @@ export class BackupImport extends EventEmitter {
   constructor(private readonly options: BackupImportOptions) {
     super();
     this.errors = new WriteErrorLog(options.logger);
+    // An import reports what the target refuses (a backup is not a live source to wait for).
+    this.refusals = new TargetRefusals({ errors: this.errors, retryPassing: false, writeErrorPolicy: 'skip' });
     this.state = {
       phase: 'planning',
       files: options.files.map((f) => f.name),
@@ -96,7 +102,7 @@ export class BackupImport extends EventEmitter {
 
   async run(): Promise<BackupImportProgress> {
     const { logger } = this.options;
-    let target: Target | null = null;
+    let target: OpenedTarget | null = null;
     let lost = null as Error | null;
     const timer = setInterval(() => this.emit('progress', this.progress()), 1000);
     try {
@@ -106,11 +112,14 @@ export class BackupImport extends EventEmitter {
       const deployment = await discoverDeployment(this.options.target).catch((e: Error) => {
         throw new Error(`target: ${e.message}`);
       });
-      target = await openTarget(deployment, { user: this.options.target[0]!.user, password: this.options.target[0]!.password }, (e) => (lost ??= e));
+      target = await openTarget(deployment, { user: this.options.target[0]!.user, password: this.options.target[0]!.password }, (e: Error) => {
+        lost ??= e;
+        this.flow.fail(e);
+      });
       let dbs = this.options.dbs ?? new DbMapper();
       if (target.kind === 'cluster') dbs = dbs.withForcedDb(0);
       const t = target;
-      const snapshotApplier = new SnapshotApplier(t, this.snapshot, this.errors, dbs, logger);
+      const snapshotApplier = new SnapshotApplier(t, this.snapshot, this.refusals, dbs, logger, this.flow);
       const parser = {
         wantsPayload: (type: number, _v: number, magic: 'REDIS' | 'VALKEY') => this.options.rewrite !== 'always' && restorableOn(type, magic, t.info.format),
         maxPayloadBytes: this.options.maxPayloadBytes,
@@ -120,7 +129,7 @@ export class BackupImport extends EventEmitter {
         if (this.stopRequested) break;
         this.state.currentFile = part.file;
         logger.info({ file: part.file, kind: part.kind }, 'importing');
-        let sink: StreamSink | null = null;
+        let sink: StreamApplier | null = null;
         let read = 0;
         // Counts the bytes as they are pulled (a pipe keeps the back-pressure).
         const counted = part.stream.pipe(
@@ -155,6 +164,8 @@ export class BackupImport extends EventEmitter {
           },
           { parser },
         );
+        await snapshotApplier.settle();
+        await (sink as StreamApplier | null)?.interrupted();
         await t.drain();
         this.doneBytes += read;
         this.partBytes = 0;
@@ -174,11 +185,10 @@ export class BackupImport extends EventEmitter {
     }
   }
 
-  private commandSink(target: Target, dbs: DbMapper): StreamSink {
-    const noop = (): void => undefined;
-    return target.kind === 'standalone'
-      ? new StreamApplier(target.writer.lanes[0]!, dbs, this.stream, this.errors, noop)
-      : new ClusterStreamApplier(target.router, dbs, this.stream, this.errors, noop, { logger: this.options.logger });
+  /** AOF commands go through the same stream path as a migration's, without checkpoints. */
+  private commandSink(target: OpenedTarget, dbs: DbMapper): StreamApplier {
+    const backend = target.kind === 'standalone' ? new StandaloneStreamBackend(target.writer.lanes[0]!, this.refusals, null) : new ClusterStreamBackend(target.router, this.refusals, this.options.logger, null);
+    return new StreamApplier(dbs, this.stream, backend, this.flow, () => undefined);
   }
 
   private warn(w: BackupWarning): void {

@@ -3,21 +3,24 @@ import type { Logger } from 'pino';
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { discoverDeployment } from '../cluster/topology.js';
 import type { Deployment } from '../cluster/topology-types.js';
+import type { ClusterRouter } from '../cluster/router.js';
 import { RedisConnection } from '../resp/connection.js';
 import type { Reply } from '../resp/reply-decoder.js';
+import { encodeCommand } from '../resp/encode.js';
 import { keyspaceOf } from '../common/info.js';
-import { openTarget, type Target } from '../target/target.js';
-import type { ClusterRouter } from '../target/cluster-router.js';
-import { slotOf } from '../cluster/split.js';
-import { ClusterStreamApplier } from './cluster-stream-applier.js';
+import { slotOf } from '../common/slots.js';
+import { FlowControl } from '../target/flow-control.js';
+import { Throttle } from '../source/throttle.js';
+import { checkNameOfCheckpoint, clusterFloorKey, clusterSlotPattern, parseCheckpoint, shardCheckpointKey } from './checkpoints.js';
 import { DbMapper } from './db-map.js';
 import { WriteErrorLog } from './errors.js';
-import { ShardSync, type StreamSink } from './shard-sync.js';
+import { openTarget, type OpenedTarget } from './open-target.js';
+import { TargetRefusals } from './refusal-policy.js';
+import { ShardSync } from './shard-sync.js';
 import { emptySnapshotStats, emptyStreamStats, type Checkpoint, type MigrationPhase, type MigrationProgress, type ShardProgress, type StreamStats } from './stats.js';
-import { StreamApplier } from './stream-applier.js';
-import { CheckpointedStreamApplier, parseCheckpoint } from './checkpointed-stream-applier.js';
-import { Throttle } from '../source/throttle.js';
-import { encodeCommand } from '../resp/encode.js';
+import { ClusterStreamBackend } from './stream/cluster-backend.js';
+import { StandaloneStreamBackend } from './stream/standalone-backend.js';
+import { StreamApplier } from './stream/stream-applier.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -56,6 +59,19 @@ export interface MigrationOptions {
    * default) logs and counts it and goes on; 'fail' stops the migration on the first one.
    */
   writeErrorPolicy?: 'skip' | 'fail';
+  /**
+   * This migration (a task) has written to the target before, in an earlier run: a full sync
+   * must first purge what it wrote, so that keys deleted on the source meanwhile do not survive.
+   */
+  priorWrites?: boolean;
+  /** Bytes in flight between the source socket and the target's replies. Default 64 MiB. */
+  flowBudgetBytes?: number;
+  /** No byte from the source for this long, in any stage, fails the link. Default 60 s. */
+  sourceTimeoutMs?: number;
+  /** A target that leaves commands unanswered this long is lost. Default 60 s. */
+  targetReplyTimeoutMs?: number;
+  /** Called once the first write reaches the target (the task records that it has written). */
+  onFirstWrite?: () => void;
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
@@ -68,7 +84,7 @@ class TargetUnavailable extends Error {}
  * source's dbs land in (FLUSHDB), or every master of a cluster. Not possible with key prefixes
  * (other data may share the db): null, and the shard warns instead.
  */
-function purgeFor(target: Target, dbs: DbMapper, sourceDbs: readonly number[], logger: Logger): (() => Promise<void>) | null {
+function purgeFor(target: OpenedTarget, dbs: DbMapper, sourceDbs: readonly number[], logger: Logger): (() => Promise<void>) | null {
   const places = [...new Set([0, ...sourceDbs])].map((db) => dbs.placement(db)).filter((p): p is NonNullable<typeof p> => p !== null);
   if (places.some((p) => p.prefix !== null)) return null;
   const targetDbs = [...new Set(places.map((p) => p.db))];
@@ -95,7 +111,9 @@ export class Migration extends EventEmitter {
   private readonly errors: WriteErrorLog;
   private shards: ShardSync[] = [];
   private monitors: Monitor[] = [];
-  private target: Target | null = null;
+  private target: OpenedTarget | null = null;
+  private flow: FlowControl | null = null;
+  private readonly refusals: TargetRefusals;
   private stopRequested = false;
   private synced = false;
   private failure: string | null = null;
@@ -113,27 +131,21 @@ export class Migration extends EventEmitter {
     this.errors = new WriteErrorLog(options.logger, 100, (e) => {
       if (this.options.writeErrorPolicy !== 'fail' || this.writeFailure) return;
       this.writeFailure = new Error(`the target refused a write (policy: fail): ${e.command} ${e.key ?? ''} in db ${e.db}: ${e.error}`);
+      this.flow?.fail(this.writeFailure);
       for (const s of this.shards) s.stop();
       this.syncedResolve?.();
     });
     this.throttle = new Throttle(options.bandwidthLimitMb ?? null);
+    this.refusals = new TargetRefusals({ errors: this.errors, retryPassing: options.resumeMode === 'auto', writeErrorPolicy: options.writeErrorPolicy ?? 'skip' });
+    if (options.checkpointKey !== undefined) checkNameOfCheckpoint(options.checkpointKey);
   }
 
   /** Switches between reconnecting forever (auto) and failing on the first loss (manual). */
   setResumeMode(mode: 'auto' | 'manual'): void {
     this.options.resumeMode = mode;
     for (const s of this.shards) s.setResumeMode(mode);
-    this.configureRetries();
-  }
-
-  /** In auto mode a write refused for a passing reason (OOM, LOADING...) is retried in order. */
-  private configureRetries(): void {
-    const target = this.target;
-    if (target?.kind !== 'standalone') return;
-    for (const lane of target.writer.lanes) {
-      lane.retryTransient = this.options.resumeMode === 'auto';
-      lane.onRetry = (error, commands, attempt) => this.options.logger.warn({ error, commands, attempt }, 'the target refused writes for a passing reason; retrying them in order');
-    }
+    // In auto mode a write refused for a passing reason (OOM, LOADING...) is sent again, in order.
+    this.refusals.retryPassing = mode === 'auto';
   }
 
   /** Changes the bandwidth limit of a running migration (effective from the next chunk read). */
@@ -157,7 +169,7 @@ export class Migration extends EventEmitter {
       stream: totals,
       reconnects: this.targetReconnects + this.shards.reduce((n, s) => n + s.reconnects, 0),
       fullResyncs: this.shards.reduce((n, s) => n + s.fullResyncs, 0),
-      errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent] },
+      errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent], retriedByCode: this.refusals.retriedCounts() },
       failure: this.failure,
     };
   }
@@ -170,6 +182,8 @@ export class Migration extends EventEmitter {
     for (const s of this.shards) s.stop();
     this.syncedResolve?.();
     this.wakeRetry?.();
+    // A stop while the target keeps refusing must not wait for it.
+    if (this.refusals.nothingToWaitFor) this.flow?.fail(new Error('stopped'));
   }
 
   async run(): Promise<MigrationProgress> {
@@ -197,6 +211,7 @@ export class Migration extends EventEmitter {
         this.targetReconnects++;
         logger.warn({ reason, attempt }, 'lost the target; reconnecting');
         this.targetLost = null;
+        this.refusals.targetLost = false;
         this.shards = [];
         this.setPhase('connecting');
         await new Promise<void>((resolve) => {
@@ -225,13 +240,16 @@ export class Migration extends EventEmitter {
         throw new TargetUnavailable(`target: ${e.message}`);
       };
       const targetDeployment = await discoverDeployment(targetList).catch(unavailable);
+      const flow = new FlowControl(this.options.flowBudgetBytes);
+      this.flow = flow;
       const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password }, (error) => {
         this.targetLost ??= new Error(`lost the target: ${error.message}`);
+        this.refusals.targetLost = true;
+        flow.fail(this.targetLost);
         for (const s of this.shards) s.stop();
         this.syncedResolve?.();
-      }, this.options.lanes ?? 4).catch(unavailable);
+      }, this.options.lanes ?? 4, this.options.targetReplyTimeoutMs).catch(unavailable);
       this.target = target;
-      this.configureRetries();
       logger.info({ source: source.kind, target: target.kind, version: target.info.version.join('.') }, 'connected');
 
       const masters = source.kind === 'standalone' ? [source.master] : source.shards.map((s) => s.master);
@@ -245,7 +263,8 @@ export class Migration extends EventEmitter {
 
       const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
       const checkpoints = await this.readCheckpoints(target, masters);
-      this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), restarted));
+      const priorWrites = restarted || this.options.priorWrites === true;
+      this.shards = masters.map((master, i) => this.makeShard(master, i, target, flow, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), priorWrites));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
 
@@ -283,14 +302,14 @@ export class Migration extends EventEmitter {
 
   /** Per source shard, by its place (shards are ordered by slot): stable across failovers. */
   private checkpointKeyOf(index: number): Buffer | null {
-    return this.options.checkpointKey ? Buffer.from(`${this.options.checkpointKey}:${index}`) : null;
+    return this.options.checkpointKey ? shardCheckpointKey(this.options.checkpointKey, index) : null;
   }
 
-  /** Per-slot checkpoints found on a cluster target, per shard (see ClusterStreamApplier). */
+  /** Per-slot checkpoints found on a cluster target, per shard (see ClusterStreamBackend). */
   private clusterSlotCheckpoints: Map<number, number>[] = [];
 
   /** Checkpoints left on the target by an earlier run that did not end (a crash). */
-  private async readCheckpoints(target: Target, masters: Endpoint[]): Promise<(Checkpoint | null)[]> {
+  private async readCheckpoints(target: OpenedTarget, masters: Endpoint[]): Promise<(Checkpoint | null)[]> {
     if (!this.options.checkpointKey) return [];
     if (target.kind === 'cluster') return this.readClusterCheckpoints(target.router, masters);
     const lane = target.writer.lanes[0]!;
@@ -308,13 +327,13 @@ export class Migration extends EventEmitter {
     const out: (Checkpoint | null)[] = [];
     this.clusterSlotCheckpoints = [];
     for (let i = 0; i < masters.length; i++) {
-      const prefix = this.checkpointKeyOf(i)!.toString('latin1');
-      const floorKey = Buffer.from(`${prefix}:floor`);
+      const prefix = this.checkpointKeyOf(i)!;
+      const floorKey = clusterFloorKey(prefix);
       const floorReply = await router.call(slotOf(floorKey), ['GET', floorKey]);
       const floor = Buffer.isBuffer(floorReply) ? parseCheckpoint(floorReply.toString('latin1')) : null;
       const slots = new Map<number, number>();
       if (floor) {
-        for (const key of await scanMasters(router, `${prefix}:slot:*`)) {
+        for (const key of await scanMasters(router, clusterSlotPattern(prefix))) {
           const v = await router.call(slotOf(key), ['GET', key]);
           const cp = Buffer.isBuffer(v) ? parseCheckpoint(v.toString('latin1')) : null;
           if (cp) slots.set(slotOf(key), cp.appliedOffset);
@@ -327,23 +346,16 @@ export class Migration extends EventEmitter {
     return out;
   }
 
-  private async removeCheckpoints(target: Target, masters: Endpoint[]): Promise<void> {
+  private async removeCheckpoints(target: OpenedTarget, masters: Endpoint[]): Promise<void> {
     if (!this.options.checkpointKey) return;
-    if (target.kind === 'standalone') {
-      await target.writer.lanes[0]!.call(0, ['DEL', ...masters.map((_m, i) => this.checkpointKeyOf(i)!)]).catch(() => undefined);
-      return;
-    }
-    for (let i = 0; i < masters.length; i++) {
-      const prefix = this.checkpointKeyOf(i)!.toString('latin1');
-      const keys = [Buffer.from(`${prefix}:floor`), ...(await scanMasters(target.router, `${prefix}:slot:*`).catch(() => []))];
-      for (const key of keys) await target.router.call(slotOf(key), ['DEL', key]).catch(() => undefined);
-    }
+    await removeCheckpoints(target, this.options.checkpointKey, masters.length);
   }
 
-  private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync {
+  private makeShard(master: Endpoint, index: number, target: OpenedTarget, flow: FlowControl, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync {
     const o = this.options;
     const checkpointKey = this.checkpointKeyOf(index);
     let shard: ShardSync | null = null;
+    const replid = (): string | null => shard?.replid ?? null;
     shard = new ShardSync({
       resumeFrom,
       locate,
@@ -355,19 +367,20 @@ export class Migration extends EventEmitter {
       target,
       method: o.method,
       dbs,
-      errors: this.errors,
+      refusals: this.refusals,
+      flow,
       snapshot: this.snapshot,
       logger: o.logger,
       rewriteAlways: o.rewrite === 'always',
       maxPayloadBytes: o.maxPayloadBytes,
-      makeStreamSink: (stats, applied): StreamSink => {
-        if (target.kind === 'cluster') {
-          const checkpoint = checkpointKey ? { prefix: checkpointKey.toString('latin1'), replid: () => shard?.replid ?? null, slots: this.clusterSlotCheckpoints[index] ?? new Map<number, number>() } : undefined;
-          return new ClusterStreamApplier(target.router, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush, logger: o.logger, checkpoint });
-        }
-        const lane = target.writer.lanes[index % target.writer.lanes.length]!;
-        if (checkpointKey) return new CheckpointedStreamApplier(lane, dbs, stats, this.errors, applied, { key: checkpointKey, replid: () => shard?.replid ?? null, dropFlush: o.dropFlush });
-        return new StreamApplier(lane, dbs, stats, this.errors, applied, { dropFlush: o.dropFlush });
+      sourceTimeoutMs: o.sourceTimeoutMs,
+      onFirstWrite: o.onFirstWrite,
+      makeStreamApplier: (stats, applied) => {
+        const backend =
+          target.kind === 'cluster'
+            ? new ClusterStreamBackend(target.router, this.refusals, o.logger, checkpointKey ? { prefix: checkpointKey, replid, slots: this.clusterSlotCheckpoints[index] ?? new Map<number, number>() } : null)
+            : new StandaloneStreamBackend(target.writer.lanes[index % target.writer.lanes.length]!, this.refusals, checkpointKey ? { key: checkpointKey, replid } : null);
+        return new StreamApplier(dbs, stats, backend, flow, applied, { dropFlush: o.dropFlush });
       },
     });
     return shard;
@@ -456,7 +469,7 @@ function locator(initial: Deployment, addrs: Endpoint[], index: number): () => P
 }
 
 /** Every key matching `pattern` on every master of a cluster target. */
-async function scanMasters(router: ClusterRouter, pattern: string): Promise<Buffer[]> {
+async function scanMasters(router: ClusterRouter, pattern: Buffer): Promise<Buffer[]> {
   const keys: Buffer[] = [];
   for (const master of router.masters()) {
     let cursor = '0';
@@ -470,6 +483,23 @@ async function scanMasters(router: ClusterRouter, pattern: string): Promise<Buff
     } while (cursor !== '0');
   }
   return keys;
+}
+
+/**
+ * Removes a migration's checkpoints from the target: when it ends for good (done, or stopped or
+ * deleted by the user), never when it merely dies (its next run resumes from them).
+ */
+export async function removeCheckpoints(target: OpenedTarget, name: string, shards: number): Promise<void> {
+  if (target.kind === 'standalone') {
+    const keys = Array.from({ length: shards }, (_v, i) => shardCheckpointKey(name, i));
+    await target.writer.lanes[0]!.call(0, ['DEL', ...keys]);
+    return;
+  }
+  for (let i = 0; i < shards; i++) {
+    const prefix = shardCheckpointKey(name, i);
+    const keys = [clusterFloorKey(prefix), ...(await scanMasters(target.router, clusterSlotPattern(prefix)))];
+    for (const key of keys) await target.router.call(slotOf(key), ['DEL', key]);
+  }
 }
 
 /** The source's own offset; null when it cannot be asked now (the lag is then unknown, never 0). */

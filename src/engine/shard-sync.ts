@@ -4,13 +4,15 @@ import { restorableOn } from '../rdb/dump.js';
 import type { StreamCommand } from '../resp/command-stream.js';
 import { ReplicaLink, TransientSourceError, type SyncStart } from '../source/replica-link.js';
 import type { Target } from '../target/target.js';
+import type { FlowControl } from '../target/flow-control.js';
 import type { Throttle } from '../source/throttle.js';
 import { RedisConnection } from '../resp/connection.js';
 import type { DbMapper } from './db-map.js';
-import type { WriteErrorLog } from './errors.js';
 import { LagClock } from './lag-clock.js';
+import type { TargetRefusals } from './refusal-policy.js';
 import { SnapshotApplier } from './snapshot-applier.js';
 import { emptyStreamStats, type Checkpoint, type SnapshotStats, type StreamStats } from './stats.js';
+import type { StreamApplier } from './stream/stream-applier.js';
 
 /** A failure that reconnecting cannot fix (the target is gone, the data cannot be read). */
 export class FatalShardError extends Error {}
@@ -18,25 +20,13 @@ export class FatalShardError extends Error {}
 /** 'reconnecting': the link to the source was lost during the stream and is being re-established. */
 export type ShardPhase = 'connecting' | 'snapshot' | 'incremental' | 'reconnecting' | 'done' | 'stopped' | 'failed';
 
-/** What applies one shard's command stream to the target (standalone lane or cluster router). */
-export interface StreamSink {
-  apply(command: StreamCommand): void | Promise<void>;
-  /** The source db selected at the applied offset (for the checkpoint). */
-  readonly selectedDbAtApplied: number;
-  /** The link broke: settle the target (open transaction, in-flight writes) before resuming. */
-  interrupted(): Promise<void>;
-  /** Batching appliers commit at the end of each chunk read from the socket. */
-  chunkEnd?(): void | Promise<void>;
-  /** Where the stream starts: the full sync's offset (db 0), or the resumed checkpoint. */
-  startAt?(offset: number, db: number): void;
-}
-
 export interface ShardSyncOptions {
   source: Endpoint;
   target: Target;
   method: 'full' | 'incremental';
   dbs: DbMapper;
-  errors: WriteErrorLog;
+  refusals: TargetRefusals;
+  flow: FlowControl;
   snapshot: SnapshotStats;
   logger: Logger;
   rewriteAlways: boolean;
@@ -56,8 +46,12 @@ export interface ShardSyncOptions {
   locate?: () => Promise<Endpoint>;
   /** An earlier attempt wrote to the target: a full sync purges first. */
   priorWrites?: boolean;
+  /** Told once, when the first write of this shard reaches the target. */
+  onFirstWrite?: () => void;
+  /** No byte from the source for this long, in any stage, fails the link (like repl-timeout). */
+  sourceTimeoutMs?: number;
   /** Builds the stream applier; `applied` must be called with each newly applied offset. */
-  makeStreamSink(stats: StreamStats, applied: (offset: number) => void): StreamSink;
+  makeStreamApplier(stats: StreamStats, applied: (offset: number) => void): StreamApplier;
 }
 
 /**
@@ -71,7 +65,8 @@ export class ShardSync {
   replid: string | null = null;
   snapshotBytesTotal: number | null = null;
   private link: ReplicaLink | null = null;
-  private sink: StreamSink | null = null;
+  private sink: StreamApplier | null = null;
+  private snapshotApplier: SnapshotApplier | null = null;
   private stopRequested = false;
   private onPhase: (shard: ShardSync) => void = () => undefined;
   /** Times the link was lost and re-established, and full resyncs after the first sync. */
@@ -121,6 +116,11 @@ export class ShardSync {
     this.wakeBackoff?.();
   }
 
+  /** Whether a stop is waiting on a target that keeps refusing (then nothing more is awaited). */
+  private get abandonOnStop(): boolean {
+    return this.stopRequested && this.options.refusals.nothingToWaitFor;
+  }
+
   /** Resolves when the snapshot is done (full) or the shard is stopped; rejects on failure. */
   async run(): Promise<void> {
     const o = this.options;
@@ -136,7 +136,7 @@ export class ShardSync {
           this.setPhase('failed');
           throw await this.diagnose(e as Error);
         }
-        if (this.sink) await this.sink.interrupted().catch(() => undefined);
+        if (this.sink) await this.sink.interrupted(this.abandonOnStop).catch(() => undefined);
         if (this.phase !== 'connecting') {
           this.reconnects++;
           if (this.phase === 'incremental') this.setPhase('reconnecting');
@@ -214,18 +214,20 @@ export class ShardSync {
   private async runLink(): Promise<void> {
     const o = this.options;
     const target = o.target;
-    const snapshotApplier = new SnapshotApplier(target, o.snapshot, o.errors, o.dbs, o.logger);
+    const snapshotApplier = new SnapshotApplier(target, o.snapshot, o.refusals, o.dbs, o.logger, o.flow);
+    this.snapshotApplier = snapshotApplier;
     // Resume where the target stands, when it stands somewhere in the source's history.
     const checkpoint = this.phase === 'reconnecting' ? this.checkpoint() : null;
     const link = new ReplicaLink(o.source, {
       snapshotOnly: o.method === 'full',
       throttle: o.throttle,
+      idleTimeoutMs: o.sourceTimeoutMs,
       ...(checkpoint ? { resumeFrom: { replid: checkpoint.replid, offset: checkpoint.appliedOffset } } : {}),
     });
     this.link = link;
     if (this.stopRequested) link.close();
     // One stream applier for the whole life of the shard: its db and offsets carry over.
-    this.sink ??= o.makeStreamSink(this.stream, (offset) => {
+    this.sink ??= o.makeStreamApplier(this.stream, (offset) => {
       this.link?.acknowledge(offset);
       this.stream.appliedOffset = this.link?.appliedOffset ?? offset;
     });
@@ -254,12 +256,12 @@ export class ShardSync {
           this.setPhase('snapshot');
         } else {
           o.logger.info({ shard: this.name, replid: start.replid, offset: start.offset }, 'resumed (+CONTINUE)');
-          sink.startAt?.(start.offset, checkpoint?.db ?? sink.selectedDbAtApplied);
+          sink.startAt(checkpoint?.db ?? sink.selectedDbAtApplied);
           this.setPhase('incremental');
         }
       },
       snapshotEntry: (entry) => {
-        this.wroteSomething = true;
+        this.wrote();
         if (purgeFirst) {
           const purge = purgeFirst;
           purgeFirst = null;
@@ -270,25 +272,26 @@ export class ShardSync {
       snapshotFinished: async () => {
         if (purgeFirst) await purgeFirst; // an empty snapshot: still purge
         this.snapshotBytesRead = link.bytesReceived;
+        await snapshotApplier.settle();
         await target.drain();
-        sink.startAt?.(link.appliedOffset, 0);
+        sink.startAt(0);
         if (snapshotApplier.checksumVerified === null) o.logger.warn({ shard: this.name }, 'the snapshot carried no checksum; it was not verified');
         o.logger.info({ shard: this.name }, 'snapshot applied');
         this.setPhase(o.method === 'incremental' ? 'incremental' : 'done');
       },
       command: (command) => {
-        this.wroteSomething = true;
+        this.wrote();
         this.lag.received(command.offsetAfter);
         return sink.apply(command);
       },
-      chunkEnd: () => sink.chunkEnd?.(),
     });
     try {
       await done;
     } catch (e) {
       if (link.wasClosedByUs && this.stopRequested) {
-        // Stopping: what was received at a clean boundary is committed before the end.
-        await sink.interrupted().catch(() => undefined);
+        // Stopping: what was received at a clean boundary is applied before the end.
+        this.snapshotApplier?.abandon();
+        await sink.interrupted(this.abandonOnStop).catch(() => undefined);
         return;
       }
       throw e;
@@ -298,11 +301,21 @@ export class ShardSync {
     }
   }
 
+  private wrote(): void {
+    if (this.wroteSomething) return;
+    this.wroteSomething = true;
+    this.options.onFirstWrite?.();
+  }
+
   /** Polls the source's own offset and works out the lag of this shard. */
   updateLag(sourceOffset: number | null): void {
     const applied = this.link?.appliedOffset ?? 0;
     this.stream.appliedOffset = applied;
-    if (this.phase !== 'incremental' && this.phase !== 'reconnecting') return;
+    if (this.phase !== 'incremental' && this.phase !== 'reconnecting') {
+      // A snapshot (a first sync, or a resync) is not a lag of 0: it is not known yet.
+      this.stream.lagBytes = this.stream.lagSeconds = null;
+      return;
+    }
     if (sourceOffset === null) {
       // The source cannot be asked right now: the lag is unknown, not zero.
       this.stream.lagBytes = this.stream.lagSeconds = null;

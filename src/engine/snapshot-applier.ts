@@ -3,8 +3,13 @@ import type { KeyHeader, RdbEntry, WholeKeyEntry } from '../rdb/entries.js';
 import { encodeRestore } from '../rdb/dump.js';
 import { KeyRewriter, type Command } from '../rdb/rewrite.js';
 import type { KeyRoute, Target } from '../target/target.js';
+import type { FlowControl } from '../target/flow-control.js';
+import { refusalKind } from '../target/refusals.js';
 import { encodeCommand } from '../resp/encode.js';
+import type { Reply } from '../resp/reply-decoder.js';
+import { BatchChannel } from './batch-channel.js';
 import type { WriteErrorLog } from './errors.js';
+import type { TargetRefusals } from './refusal-policy.js';
 import type { SnapshotStats } from './stats.js';
 import type { DbMapper } from './db-map.js';
 import { printable } from '../common/printable.js';
@@ -16,14 +21,21 @@ const NONE: string[] = [];
 
 /**
  * Applies snapshot entries to the target. Small keys become one RESTORE (raw payload,
- * absolute TTL, REPLACE); big or non-restorable keys are rebuilt by KeyRewriter on a single
- * lane so their commands stay in order. Returns a promise only when the chosen lane is full:
- * that is how a slow target slows the parser and, through it, the source socket.
+ * absolute TTL, REPLACE), pipelined over the routes; a RESTORE refused for a passing reason
+ * (OOM...) is sent again on its own (keys are independent, and each is written once). Big or
+ * non-restorable keys are rebuilt by KeyRewriter through one BatchChannel per key, so their
+ * commands stay in order even when the target refuses some: a refused batch is sent again
+ * before anything after it. Every write takes its bytes from the flow control until it is
+ * answered for good; `apply` returns a promise when the budget is spent, which is how a slow
+ * target slows the parser and, through it, the source socket.
  */
 export class SnapshotApplier {
   private rewriter: KeyRewriter | null = null;
-  private rewriteRoute: KeyRoute | null = null;
+  private rewriteChannel: BatchChannel<null> | null = null;
   private rewriteDb = 0;
+  /** Writes sent and not answered for good (retries included). */
+  private outstanding = 0;
+  private settleWaiters: (() => void)[] = [];
   /** Set while skipping the chunks of a key that expired before it arrived. */
   private skippingKey = false;
   checksumVerified: boolean | null = null;
@@ -31,11 +43,53 @@ export class SnapshotApplier {
   constructor(
     private readonly target: Target,
     private readonly stats: SnapshotStats,
-    private readonly errors: WriteErrorLog,
+    private readonly refusals: TargetRefusals,
     private readonly dbs: DbMapper,
     private readonly logger: Logger,
+    private readonly flow: FlowControl,
     private readonly now: () => number = Date.now,
   ) {}
+
+  private get errors(): WriteErrorLog {
+    return this.refusals.errors;
+  }
+
+  /** Resolves when every write sent is answered for good (applied, or reported). */
+  settle(): Promise<void> {
+    if (this.outstanding === 0) return Promise.resolve();
+    return new Promise((resolve) => this.settleWaiters.push(resolve));
+  }
+
+  /** The migration stops: a rebuilt key's channel sends nothing more, and nobody waits for it. */
+  abandon(): void {
+    this.rewriteChannel?.abandon();
+    for (const w of this.settleWaiters.splice(0)) w();
+  }
+
+  private began(bytes: number): void {
+    this.outstanding++;
+    this.flow.take(bytes);
+  }
+
+  private ended(bytes: number): void {
+    this.flow.give(bytes);
+    if (--this.outstanding === 0 && this.settleWaiters.length > 0) for (const w of this.settleWaiters.splice(0)) w();
+  }
+
+  /**
+   * One write on `route`; a passing refusal is sent again after a pause while the policy says
+   * so; `done` gets the final verdict.
+   */
+  private sendRetrying(route: KeyRoute, command: Buffer, done: (error: string | null, reply: Reply | undefined) => void, attempt = 1): void {
+    route.send(command, (error, reply) => {
+      if (error !== null && this.refusals.retryPassing && refusalKind(error) === 'passing') {
+        this.refusals.retrying(error, attempt);
+        setTimeout(() => this.sendRetrying(route, command, done, attempt + 1), this.refusals.backoffMs(attempt));
+        return;
+      }
+      done(error, reply);
+    });
+  }
 
   apply(entry: RdbEntry): void | Promise<void> {
     switch (entry.kind) {
@@ -105,11 +159,13 @@ export class SnapshotApplier {
     }
     const command = encodeRestore(entry, ttl, version, options, place.prefix);
     const route = this.target.route(db, place.prefix ? Buffer.concat([place.prefix, entry.key]) : entry.key);
-    route.send(command, (error) => {
+    this.began(command.length);
+    this.sendRetrying(route, command, (error) => {
       if (error) this.errors.record(db, this.targetKey(place.prefix, entry.key), 'RESTORE', collisionHint(error, place.replace));
       else this.stats.restored++;
+      this.ended(command.length);
     });
-    if (route.full) return route.waitForRoom();
+    return this.flow.room();
   }
 
   private targetKey(prefix: Buffer | null, key: Buffer): Buffer {
@@ -130,7 +186,8 @@ export class SnapshotApplier {
     const key = this.targetKey(place.prefix, header.key);
     const info = this.target.info;
     this.rewriter = new KeyRewriter({ ...header, key }, { streamCounters: info.version[0] >= 7 || info.valkey, replace: place.replace });
-    this.rewriteRoute = this.target.route(place.db, key);
+    const route = this.target.route(place.db, key);
+    this.rewriteChannel = new BatchChannel<null>({ transport: (commands, done) => route.sendBatch(commands.map((c) => c.encoded), done), policy: this.refusals });
     this.rewriteDb = place.db;
     return this.sendRewrite(this.rewriter.begin(), key);
   }
@@ -144,27 +201,27 @@ export class SnapshotApplier {
     }
     if (rewriter.failure !== null) this.errors.record(this.rewriteDb, rewriter.key, 'rewrite', rewriter.failure);
     const commands = rewriter.end();
-    const last = commands.length - 1;
-    return this.sendRewrite(commands, rewriter.key, (i, error, reply) => {
-      if (i !== last || rewriter.failure !== null || error) return;
+    const db = this.rewriteDb;
+    return this.sendRewrite(commands, rewriter.key, (replies) => {
+      if (rewriter.failure !== null) return;
+      const last = replies[replies.length - 1];
+      if (last instanceof Error) return; // reported with its key already
       // RENAMENX answers 0 when the name is taken: a key of another merged database.
-      if (rewriter.renamedWith === 'RENAMENX' && reply === 0) {
-        this.errors.record(this.rewriteDb, rewriter.key, 'RENAMENX', collisionHint('BUSYKEY Target key name already exists.', false));
+      if (rewriter.renamedWith === 'RENAMENX' && last === 0) {
+        this.errors.record(db, rewriter.key, 'RENAMENX', collisionHint('BUSYKEY Target key name already exists.', false));
       } else this.stats.rewritten++;
     });
   }
 
-  private sendRewrite(commands: Command[], key: Buffer, after?: (index: number, error: string | null, reply: unknown) => void): void | Promise<void> {
-    const route = this.rewriteRoute!;
+  /** A group of a rebuilt key's commands, in order behind the key's earlier groups. */
+  private sendRewrite(commands: Command[], key: Buffer, replies?: (replies: readonly Reply[]) => void): void | Promise<void> {
+    if (commands.length === 0) return;
     const db = this.rewriteDb;
-    commands.forEach((command, i) => {
-      const name = String(command[0]);
-      route.send(encodeCommand(command), (error, reply) => {
-        if (error) this.errors.record(db, key, name, error);
-        after?.(i, error, reply);
-      });
-    });
-    if (route.full) return route.waitForRoom();
+    const writes = commands.map((command) => ({ db, encoded: encodeCommand(command), name: String(command[0]).toUpperCase(), key }));
+    const bytes = writes.reduce((n, w) => n + w.encoded.length, 0);
+    this.began(bytes);
+    this.rewriteChannel!.add({ writes, tag: null, replies, done: () => this.ended(bytes) });
+    return this.flow.room();
   }
 
   /** Functions and scripts belong to the server (every master of a cluster), not to a database. */

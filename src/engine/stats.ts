@@ -49,6 +49,8 @@ export interface WriteErrorsView {
   count: number;
   byCode: Record<string, number>;
   recent: WriteError[];
+  /** Refusals that passed when sent again (OOM, LOADING...), by error code: not errors, but the target pushed back. */
+  retriedByCode?: Record<string, number>;
 }
 
 /** One source master's replication (a standalone source has exactly one). */
@@ -74,7 +76,7 @@ export interface MigrationProgress {
   /** Source links lost and re-established; full resyncs after the first sync. */
   reconnects: number;
   fullResyncs: number;
-  errors: { count: number; byCode: Record<string, number>; recent: WriteError[] };
+  errors: WriteErrorsView;
   failure: string | null;
 }
 

@@ -1,5 +1,6 @@
 import type { KeyChunk, KeyHeader, StreamId, StreamMeta } from './entries.js';
 import type { Arg } from '../resp/encode.js';
+import { temporaryKeyInSlotOf } from '../common/slots.js';
 
 /** One command that rebuilds part of a key, with the key it touches (for error reports). */
 export type Command = Arg[];
@@ -8,23 +9,12 @@ const U64_MAX = (1n << 64n) - 1n;
 
 /**
  * The name a key is built under before it is renamed into place, so that a reader of the
- * target never sees half a key. Keeping the key's hash tag (or wrapping the whole key in
- * one) puts the temporary key in the same cluster slot as the real one.
+ * target never sees half a key. It lies in the key's cluster slot whatever the key looks like
+ * (its hash tag, the key wrapped in braces, or a tag chosen for the slot), so RENAME works on a
+ * cluster; the key itself ends the name, which keeps names of different keys apart.
  */
 export function temporaryKeyFor(key: Buffer): Buffer {
-  const prefix = Buffer.from('__ferry_tmp__:');
-  if (hasHashTag(key)) return Buffer.concat([prefix, key]);
-  if (!key.includes(0x7d /* } */)) return Buffer.concat([Buffer.from('{'), key, Buffer.from('}'), prefix]);
-  // A key without a hash tag but with a '}' cannot be wrapped; the prefix alone keeps it
-  // correct on standalone targets (cluster targets route it by its own slot).
-  return Buffer.concat([prefix, key]);
-}
-
-function hasHashTag(key: Buffer): boolean {
-  const open = key.indexOf(0x7b /* { */);
-  if (open < 0) return false;
-  const close = key.indexOf(0x7d, open + 1);
-  return close > open + 1;
+  return temporaryKeyInSlotOf(key, key);
 }
 
 function streamId(id: StreamId): string {

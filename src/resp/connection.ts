@@ -37,6 +37,11 @@ export interface RedisConnectOptions {
   maxInflight?: number;
   /** Default 32 MB of encoded commands awaiting their reply. */
   maxInflightBytes?: number;
+  /**
+   * Commands waiting this long for a reply (the oldest one, with nothing answered meanwhile) fail
+   * the connection: "no reply from <address> within N s". Default 60 s; null: wait forever.
+   */
+  replyTimeoutMs?: number | null;
 }
 
 interface Pending {
@@ -107,6 +112,12 @@ function formatAddress(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+const DEFAULT_REPLY_TIMEOUT_MS = 60_000;
+
 function errorCode(e: unknown): string {
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -137,12 +148,17 @@ export class RedisConnection {
   private failure: RedisConnectionError | null = null;
   private resolveClosed!: (e: RedisConnectionError | null) => void;
   private readonly uncork = (): void => this.flush();
+  private readonly replyTimeoutMs: number | null;
+  /** When the oldest unanswered command started waiting (or the last reply came). */
+  private waitingSince = 0;
+  private replyTimer: NodeJS.Timeout | null = null;
 
   private constructor(socket: net.Socket, address: string, opts: RedisConnectOptions) {
     this.socket = socket;
     this.address = address;
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.maxInflightBytes = opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES;
+    this.replyTimeoutMs = opts.replyTimeoutMs === undefined ? DEFAULT_REPLY_TIMEOUT_MS : opts.replyTimeoutMs;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -163,8 +179,10 @@ export class RedisConnection {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         timedOut = true;
+        // Connected but silent (a server that accepts and never answers) is not "cannot connect".
+        const why = conn ? `no reply from ${address} within ${formatMs(timeoutMs)} (connected, but it did not answer ${opts.password === undefined ? 'CLIENT SETNAME' : 'AUTH'})` : `cannot connect to ${address}: timed out after ${formatMs(timeoutMs)}`;
         conn?.destroy();
-        reject(new RedisConnectionError(`cannot connect to ${address}: timed out after ${timeoutMs} ms`));
+        reject(new RedisConnectionError(why));
       }, timeoutMs);
     });
     const attempt = async (): Promise<RedisConnection> => {
@@ -174,7 +192,7 @@ export class RedisConnection {
       // The overall timeout fired while the socket was being opened.
       if (timedOut) {
         socket.destroy();
-        throw new RedisConnectionError(`cannot connect to ${address}: timed out after ${timeoutMs} ms`);
+        throw new RedisConnectionError(`cannot connect to ${address}: timed out after ${formatMs(timeoutMs)}`);
       }
       const c = new RedisConnection(socket, address, opts);
       conn = c;
@@ -250,6 +268,10 @@ export class RedisConnection {
   }
 
   private write(cmd: Buffer, onReply: ReplyCallback | undefined): void {
+    if (this.pending.length === 0) {
+      this.waitingSince = Date.now();
+      if (this.replyTimeoutMs !== null && this.replyTimer === null) this.watchReplies(this.replyTimeoutMs);
+    }
     this.pending.push({ cb: onReply, bytes: cmd.length });
     this.bytesInflight += cmd.length;
     this.sentSeq++;
@@ -321,6 +343,19 @@ export class RedisConnection {
     this.fail(`connection to ${this.address} ${reason}`);
   }
 
+  /** Fails the connection when replies stop coming while commands wait for them. */
+  private watchReplies(limit: number): void {
+    this.replyTimer = setInterval(() => {
+      if (this.pending.length === 0) {
+        clearInterval(this.replyTimer!);
+        this.replyTimer = null;
+        return;
+      }
+      if (Date.now() - this.waitingSince >= limit) this.fail(`no reply from ${this.address} within ${formatMs(limit)} (${this.pending.length} commands waiting)`);
+    }, Math.min(1000, Math.max(10, Math.floor(limit / 4))));
+    this.replyTimer.unref();
+  }
+
   private onData(chunk: Buffer): void {
     try {
       this.decoder.push(chunk);
@@ -344,6 +379,7 @@ export class RedisConnection {
     }
     this.bytesInflight -= p.bytes;
     this.answeredSeq++;
+    this.waitingSince = Date.now();
     if (p.cb) p.cb(r);
     let w = this.seqWaiters.peek();
     while (w !== undefined && w.seq <= this.answeredSeq) {
@@ -377,6 +413,8 @@ export class RedisConnection {
     if (this.failure !== null) return;
     const err = new RedisConnectionError(message);
     this.failure = err;
+    if (this.replyTimer) clearInterval(this.replyTimer);
+    this.replyTimer = null;
     this.socket.destroy();
     const pending = this.pending.takeAll();
     this.bytesInflight = 0;

@@ -26,8 +26,6 @@ export interface ReplicaHandlers {
   /** The snapshot is fully parsed and handed over; resolve once it is applied on the target. */
   snapshotFinished(): Promise<void>;
   command(command: StreamCommand): void | Promise<void>;
-  /** After the commands of one chunk from the socket (a natural place to commit a batch). */
-  chunkEnd?(): void | Promise<void>;
 }
 
 export interface ReplicaLinkOptions {
@@ -37,6 +35,12 @@ export interface ReplicaLinkOptions {
   snapshotOnly?: boolean;
   connectTimeoutMs?: number;
   ackIntervalMs?: number;
+  /**
+   * No byte from the source for this long, in any stage (handshake, snapshot, stream), fails the
+   * link, like a replica's repl-timeout (default 60 s): a master sends keep-alive newlines while
+   * it prepares a snapshot and PINGs its replicas every 10 s in the stream.
+   */
+  idleTimeoutMs?: number;
   /** Shared bandwidth limit (all links of a migration). */
   throttle?: Throttle;
 }
@@ -123,7 +127,7 @@ export class ReplicaLink {
     });
     this.socket = socket;
     if (this.closedByUs) socket.destroy();
-    this.reader = new SocketReader(socket, `source ${where}`, undefined, this.options.throttle ?? null);
+    this.reader = new SocketReader(socket, `source ${where}`, undefined, this.options.throttle ?? null, this.options.idleTimeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS, () => STAGES[this.phase]);
     return this.reader;
   }
 
@@ -251,8 +255,6 @@ export class ReplicaLink {
         const pending = handlers.command(command);
         if (pending) await pending;
       }
-      const pending = handlers.chunkEnd?.();
-      if (pending) await pending;
     }
   }
 
@@ -260,6 +262,16 @@ export class ReplicaLink {
     if (this.socket && !this.socket.destroyed) this.send(['REPLCONF', 'ACK', this.appliedOffset]);
   }
 }
+
+const DEFAULT_SOURCE_TIMEOUT_MS = 60_000;
+
+const STAGES: Record<ReplicaLink['phase'], string> = {
+  connecting: 'the connection',
+  handshake: 'the handshake (PING, AUTH, REPLCONF, PSYNC)',
+  snapshot: 'the snapshot',
+  stream: 'the command stream',
+  closed: 'the end of the link',
+};
 
 function classify(message: string, reply: string): Error {
   return /^-(LOADING|NOMASTERLINK|MASTERDOWN|BUSY|TRYAGAIN)/.test(reply) ? new TransientSourceError(message) : new Error(message);

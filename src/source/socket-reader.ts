@@ -1,6 +1,13 @@
 import type { Socket } from 'node:net';
 import type { Throttle } from './throttle.js';
 
+/** The source stopped sending (repl-timeout): the link is dead even though TCP did not say so. */
+export class SourceSilentError extends Error {}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
 /**
  * Pull-style reading of a socket: the replica link asks for a line (handshake), then for
  * chunks (snapshot, command stream). Reading stops (socket paused) once `highWaterMark` bytes
@@ -21,6 +28,10 @@ export class SocketReader {
     private readonly describe: string,
     private readonly highWaterMark = 8 * 1024 * 1024,
     private readonly throttle: Throttle | null = null,
+    /** Waiting this long for a byte fails the read (null: wait forever). */
+    private readonly idleTimeoutMs: number | null = null,
+    /** What the reader waits for, for the timeout's message ("the handshake", "the snapshot"...). */
+    private readonly stage: () => string = () => 'data',
   ) {
     socket.on('data', (chunk: Buffer) => {
       this.chunks.push(chunk);
@@ -66,7 +77,27 @@ export class SocketReader {
     if (this.chunks.length > 0) return;
     if (this.failure) throw new Error(`${this.describe}: ${this.failure.message}`);
     if (this.ended) throw new Error(`${this.describe}: connection closed by the source`);
-    await new Promise<void>((resolve) => (this.wake = resolve));
+    let timer: NodeJS.Timeout | null = null;
+    const limit = this.idleTimeoutMs;
+    if (limit !== null) {
+      const expire = (): void => {
+        // Time spent paused by the bandwidth limit is Ferry's, not the source's silence.
+        const throttled = this.throttledUntil - Date.now();
+        if (throttled > 0) {
+          timer = setTimeout(expire, throttled + limit);
+          return;
+        }
+        this.failure ??= new SourceSilentError(`no data for ${formatSeconds(limit)} during ${this.stage()} (a master sends something at least every 10 s)`);
+        this.socket.destroy();
+        this.notify();
+      };
+      timer = setTimeout(expire, limit);
+    }
+    try {
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
     if (this.chunks.length === 0) this.throwIfGone();
   }
 

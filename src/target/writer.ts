@@ -2,10 +2,11 @@ import { encodeCommand, type Arg } from '../resp/encode.js';
 import type { Reply } from '../resp/reply-decoder.js';
 import type { Endpoint } from '../common/endpoint.js';
 import { RedisConnection, RedisConnectionError } from '../resp/connection.js';
-import { rdbVersionOfServer, type TargetFormat } from '../rdb/dump.js';
+import type { BatchCommand, BatchDone } from './batch.js';
 
-/** Refusals that pass with time: memory freed, loading done, a script finished. */
-const TRANSIENT = /^(OOM|LOADING|BUSY|MASTERDOWN|TRYAGAIN|MISCONF)\b/;
+const MULTI = encodeCommand(['MULTI']);
+const EXEC = encodeCommand(['EXEC']);
+import { rdbVersionOfServer, type TargetFormat } from '../rdb/dump.js';
 
 /** Called with the target's verdict on one command; `error` is null on success. */
 export type ReplyHandler = (error: string | null, reply: Reply | undefined) => void;
@@ -25,16 +26,6 @@ export interface TargetInfo {
  */
 export class Lane {
   private selectedDb = -1;
-  /**
-   * Writes refused for a reason that passes (OOM, LOADING, BUSY...), to be sent again in order
-   * once everything in flight is answered; while there are some, the lane counts as full.
-   */
-  private readonly refused: { db: number; encoded: Buffer; onReply?: ReplyHandler }[] = [];
-  private retrying: Promise<void> | null = null;
-  /** Retry refusals that pass (resume mode auto); otherwise they are reported at once. */
-  retryTransient = false;
-  /** Called for each retry round, to log it. */
-  onRetry: ((error: string, commands: number, attempt: number) => void) | null = null;
 
   constructor(
     readonly connection: RedisConnection,
@@ -42,83 +33,77 @@ export class Lane {
     private readonly onConnectionLost: (error: Error) => void,
   ) {}
 
-  get full(): boolean {
-    return this.retrying !== null || this.connection.full;
-  }
-
-  async waitForRoom(): Promise<void> {
-    while (this.retrying) await this.retrying;
-    return this.connection.waitForRoom();
-  }
-
-  /** Forget the selected database (after a transaction failed, SELECT inside it may not have run). */
+  /** Forget the selected database (the next command selects its own). */
   forgetDb(): void {
     this.selectedDb = -1;
   }
 
-  /** Returns whether a SELECT went out first (a transaction counts it among its replies). */
-  send(db: number, args: readonly Arg[], onReply?: ReplyHandler): boolean {
-    return this.sendEncoded(db, encodeCommand(args), onReply);
+  private select(db: number): void {
+    if (db === this.selectedDb) return;
+    this.connection.send(encodeCommand(['SELECT', db]), (reply) => {
+      if (reply instanceof RedisConnectionError) this.onConnectionLost(reply);
+      else if (reply instanceof Error) this.onConnectionLost(new Error(`target refused SELECT ${db}: ${reply.message}`));
+    });
+    this.selectedDb = db;
+  }
+
+  send(db: number, args: readonly Arg[], onReply?: ReplyHandler): void {
+    this.sendEncoded(db, encodeCommand(args), onReply);
   }
 
   /** Like send, for a command already in RESP form (forwarded as the source sent it). */
-  /** `retryable`: false inside a transaction, whose refusals abort it as a whole. */
-  sendEncoded(db: number, encoded: Buffer, onReply?: ReplyHandler, retryable = true): boolean {
-    let selected = false;
-    if (db !== this.selectedDb) {
-      selected = true;
-      this.connection.send(encodeCommand(['SELECT', db]), (reply) => {
-        if (reply instanceof RedisConnectionError) this.onConnectionLost(reply);
-        else if (reply instanceof Error) this.onConnectionLost(new Error(`target refused SELECT ${db}: ${reply.message}`));
-      });
-      this.selectedDb = db;
-    }
-    if (!this.retryTransient || !retryable) this.sendRaw(encoded, onReply);
-    else
-      this.sendRaw(encoded, (error, reply) => {
-        if (error && TRANSIENT.test(error)) this.refuse(db, encoded, onReply, error);
-        else onReply?.(error, reply);
-      });
-    return selected;
-  }
-
-  private refuse(db: number, encoded: Buffer, onReply: ReplyHandler | undefined, error: string): void {
-    this.refused.push({ db, encoded, onReply });
-    this.retrying ??= this.retryRefused(error);
+  sendEncoded(db: number, encoded: Buffer, onReply?: ReplyHandler): void {
+    this.select(db);
+    this.sendRaw(encoded, onReply);
   }
 
   /**
-   * Sends the refused writes again, one at a time and in their order, with a growing pause,
-   * until the target takes each. (Writes already in flight behind a refused one may be applied
-   * before its retry: with OOM only writes that need memory are refused.)
+   * Sends `commands` as one MULTI ... EXEC, with the SELECTs they need inside it, and leaves the
+   * connection in the database it was in before, whether the batch is applied or aborted (so
+   * that commands sent behind it, before its reply, run where they were meant to).
    */
-  private async retryRefused(firstError: string): Promise<void> {
-    let error = firstError;
-    try {
-      await this.connection.drain().catch(() => undefined);
-      for (let attempt = 1; this.refused.length > 0; attempt++) {
-        this.onRetry?.(error, this.refused.length, attempt);
-        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** Math.min(attempt - 1, 6))));
-        while (this.refused.length > 0) {
-          const next = this.refused[0]!;
-          const outcome = await new Promise<{ error: string | null; reply: Reply | undefined }>((resolve) => {
-            if (next.db !== this.selectedDb) {
-              this.connection.send(encodeCommand(['SELECT', next.db]));
-              this.selectedDb = next.db;
-            }
-            this.sendRaw(next.encoded, (e, reply) => resolve({ error: e, reply }));
-          });
-          if (outcome.error && TRANSIENT.test(outcome.error)) {
-            error = outcome.error;
-            break; // still refused: pause and try again
-          }
-          this.refused.shift();
-          next.onReply?.(outcome.error, outcome.reply);
-        }
-      }
-    } finally {
-      this.retrying = null;
+  sendBatch(commands: readonly BatchCommand[], done: BatchDone): void {
+    if (commands.length === 0) {
+      done({ applied: true, replies: [] });
+      return;
     }
+    if (this.selectedDb === -1) this.select(commands[0]!.db);
+    const startDb = this.selectedDb;
+    const c = this.connection;
+    let refusedAt: number | null = null;
+    let refusal: string | null = null;
+    let lost: Error | null = null;
+    const queued = (index: number) => (reply: Reply | RedisConnectionError): void => {
+      if (reply instanceof RedisConnectionError) lost ??= reply;
+      else if (reply instanceof Error && refusedAt === null) {
+        refusedAt = index;
+        refusal = reply.message;
+      }
+    };
+    c.send(MULTI, queued(0));
+    /** Where each command's reply sits in EXEC's array (SELECTs take places too). */
+    const positions = new Array<number>(commands.length);
+    let n = 0;
+    let db = startDb;
+    for (let i = 0; i < commands.length; i++) {
+      const command = commands[i]!;
+      if (command.db !== db) {
+        c.send(encodeCommand(['SELECT', command.db]), queued(i));
+        db = command.db;
+        n++;
+      }
+      c.send(command.encoded, queued(i));
+      positions[i] = n++;
+    }
+    if (db !== startDb) c.send(encodeCommand(['SELECT', startDb]), queued(commands.length - 1));
+    c.send(EXEC, (reply) => {
+      if (reply instanceof RedisConnectionError || lost) {
+        this.onConnectionLost(lost ?? (reply as RedisConnectionError));
+        done({ applied: false, error: (lost ?? (reply as Error)).message, refusedAt: null, lost: true });
+      } else if (reply instanceof Error) done({ applied: false, error: refusal ?? reply.message, refusedAt, lost: false });
+      else if (Array.isArray(reply)) done({ applied: true, replies: positions.map((p) => reply[p] ?? null) });
+      else done({ applied: false, error: `unexpected EXEC reply: ${String(reply)}`, refusedAt: null, lost: false });
+    });
   }
 
   /** One command and its reply (a SELECT first when needed), as a promise. */
@@ -126,7 +111,7 @@ export class Lane {
     return new Promise((resolve, reject) => this.send(db, args, (error, reply) => (error ? reject(new Error(error)) : resolve(reply))));
   }
 
-  /** Send without database tracking (MULTI, EXEC, server-wide commands). */
+  /** Send without database tracking (server-wide commands). */
   sendRaw(encoded: Buffer, onReply?: ReplyHandler): void {
     this.connection.send(encoded, (reply) => {
       if (reply instanceof RedisConnectionError) this.onConnectionLost(reply);
@@ -136,13 +121,7 @@ export class Lane {
     });
   }
 
-  /** `fn` runs once every command sent so far on this lane has been answered. */
-  marker(fn: () => void): void {
-    this.connection.marker(fn);
-  }
-
-  async drain(): Promise<void> {
-    while (this.retrying) await this.retrying;
+  drain(): Promise<void> {
     return this.connection.drain();
   }
 }
@@ -158,13 +137,13 @@ export class TargetWriter {
     readonly info: TargetInfo,
   ) {}
 
-  static async open(endpoint: Endpoint, options: { lanes?: number; onConnectionLost: (error: Error) => void }): Promise<TargetWriter> {
+  static async open(endpoint: Endpoint, options: { lanes?: number; onConnectionLost: (error: Error) => void; replyTimeoutMs?: number }): Promise<TargetWriter> {
     const count = Math.max(1, options.lanes ?? 4);
     const connections: RedisConnection[] = [];
     try {
       for (let i = 0; i < count; i++) {
         connections.push(
-          await RedisConnection.connect({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, name: `ferry-writer-${i}` }),
+          await RedisConnection.connect({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, name: `ferry-writer-${i}`, replyTimeoutMs: options.replyTimeoutMs }),
         );
       }
       const info = await probeTarget(connections[0]!);

@@ -7,7 +7,7 @@
  */
 
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
-import { slotOf } from '../cluster/split.js';
+import { slotOf } from '../common/slots.js';
 import { discoverDeployment, slotMapOf } from '../cluster/topology.js';
 import type { Arg } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';

@@ -277,8 +277,33 @@ describe('RedisConnection failures without a server', () => {
     try {
       await assert.rejects(
         RedisConnection.connect({ host: HOST, port, password: PASSWORD, connectTimeoutMs: 200 }),
-        { message: `cannot connect to ${HOST}:${port}: timed out after 200 ms` },
+        { message: `no reply from ${HOST}:${port} within 200 ms (connected, but it did not answer AUTH)` },
       );
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
+  });
+
+  it('fails the connection when a command waits for its reply longer than the reply timeout', async () => {
+    // A peer that answers the handshake (CLIENT SETNAME) and then never again.
+    const sockets: net.Socket[] = [];
+    let answered = false;
+    const srv = net.createServer((s) => {
+      sockets.push(s);
+      s.on('data', () => {
+        if (!answered) s.write('+OK\r\n');
+        answered = true;
+      });
+    });
+    await new Promise<void>((resolve) => srv.listen(0, HOST, resolve));
+    const { port } = srv.address() as net.AddressInfo;
+    try {
+      const c = await RedisConnection.connect({ host: HOST, port, name: 'ferry-test', replyTimeoutMs: 300 });
+      const started = Date.now();
+      await assert.rejects(c.call(['SET', 'k', 'v']), { message: `no reply from ${HOST}:${port} within 300 ms (1 commands waiting)` });
+      assert.ok(Date.now() - started >= 290, 'not before the limit');
+      assert.ok((await c.closed) !== null, 'the connection is closed with the failure');
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => srv.close(() => resolve()));

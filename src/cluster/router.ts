@@ -1,7 +1,8 @@
-import { describeEndpoint } from '../common/endpoint.js';
+import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
-import type { Shard } from '../cluster/topology-types.js';
+import type { BatchDone } from '../target/batch.js';
+import type { Shard } from './topology-types.js';
 import { RedisConnection, RedisConnectionError } from '../resp/connection.js';
 
 /** The outcome of one routed command: an error text (after redirections) or the reply. */
@@ -22,7 +23,13 @@ interface Unit {
   transaction: boolean;
   done: RoutedReply;
   redirects: number;
+  /** Transactions: the first command refused when queued (not a redirection), and why. */
+  refusedAt?: number;
+  refusal?: string;
 }
+
+/** How to log in to every node: the seed endpoint's user, password (and transport settings). */
+export type NodeCredentials = Pick<Endpoint, 'user' | 'password'>;
 
 interface Node {
   address: string;
@@ -46,15 +53,19 @@ export class ClusterRouter {
   /** Slots being redirected: their retry list then the commands that arrived meanwhile. */
   private readonly fenced = new Map<number, { retry: Unit[]; waiting: Unit[]; delayMs: number; askTo: string | null }>();
   private failure: Error | null = null;
-  private readonly roomWaiters: (() => void)[] = [];
-  /** Commands routed but not yet answered, all nodes: the back-pressure measure. */
+  /**
+   * Units routed and not yet answered for good (redirections included). Memory is bounded by
+   * the callers' flow control (src/target/flow-control.ts), which counts every write it hands
+   * over; this count only tells when everything is answered.
+   */
   private outstanding = 0;
+  private drainWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(
-    private readonly credentials: { user?: string; password?: string },
+    private readonly credentials: NodeCredentials,
     shards: readonly Shard[],
     private readonly onConnectionLost: (error: Error) => void,
-    private readonly maxOutstanding = 4000,
+    private readonly replyTimeoutMs?: number,
   ) {
     for (const shard of shards) {
       const node = this.node(describeEndpoint(shard.master));
@@ -72,16 +83,6 @@ export class ClusterRouter {
     return [...new Set(this.slotOwner.filter((n): n is Node => n !== null).map((n) => n.address))];
   }
 
-  get full(): boolean {
-    return this.outstanding >= this.maxOutstanding;
-  }
-
-  waitForRoom(): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
-    if (!this.full) return Promise.resolve();
-    return new Promise((resolve) => this.roomWaiters.push(resolve));
-  }
-
   /** Route one command (already encoded) to the owner of `slot`. */
   send(slot: number, encoded: Buffer, done: RoutedReply): void {
     this.submit({ slot, commands: [encoded], transaction: false, done, redirects: 0 });
@@ -90,6 +91,22 @@ export class ClusterRouter {
   /** MULTI + commands + EXEC on the owner of `slot`; `done` gets EXEC's reply. */
   sendTransaction(slot: number, encoded: Buffer[], done: RoutedReply): void {
     this.submit({ slot, commands: encoded, transaction: true, done, redirects: 0 });
+  }
+
+  /** A batch (MULTI ... EXEC) on the owner of `slot`, after redirections, with the batch verdict. */
+  sendBatch(slot: number, encoded: Buffer[], done: BatchDone): void {
+    const unit: Unit = {
+      slot,
+      commands: encoded,
+      transaction: true,
+      redirects: 0,
+      done: (error, reply) => {
+        if (error !== null) done({ applied: false, error: unit.refusal ?? error, refusedAt: unit.refusedAt ?? null, lost: this.failure !== null });
+        else if (Array.isArray(reply)) done({ applied: true, replies: reply });
+        else done({ applied: false, error: `unexpected EXEC reply: ${String(reply)}`, refusedAt: null, lost: false });
+      },
+    };
+    this.submit(unit);
   }
 
   /** Send to one master by address (broadcasts). Not fenced: key-less commands. */
@@ -111,13 +128,11 @@ export class ClusterRouter {
     );
   }
 
-  /** Resolves when every routed command has its final reply. */
-  async drain(): Promise<void> {
-    while (this.outstanding > 0 || this.fenced.size > 0) {
-      if (this.failure) throw this.failure;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    if (this.failure) throw this.failure;
+  /** Resolves when every routed command has its final reply; rejects if a connection is lost. */
+  drain(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.outstanding === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => this.drainWaiters.push({ resolve, reject }));
   }
 
   /** One call with a reply, routed by slot (the rewrite steps read from the target this way). */
@@ -148,7 +163,7 @@ export class ClusterRouter {
       const colon = node.address.lastIndexOf(':');
       const host = node.address.slice(0, colon).replace(/^\[|\]$/g, '');
       const port = Number(node.address.slice(colon + 1));
-      node.connecting = RedisConnection.connect({ host, port, ...this.credentials, name: 'ferry-writer' }).then((c) => {
+      node.connecting = RedisConnection.connect({ host, port, ...this.credentials, name: 'ferry-writer', replyTimeoutMs: this.replyTimeoutMs }).then((c) => {
         node.connection = c;
         void c.closed.then((error) => error && this.lost(error));
         return c;
@@ -176,7 +191,7 @@ export class ClusterRouter {
     const write = (c: RedisConnection): void => {
       if (askTo) c.send(ASKING);
       if (unit.transaction) c.send(MULTI);
-      for (const cmd of unit.commands) c.send(cmd, unit.transaction ? (r) => this.onQueued(unit, r) : (r) => this.onReply(unit, r));
+      unit.commands.forEach((cmd, i) => c.send(cmd, unit.transaction ? (r) => this.onQueued(unit, i, r) : (r) => this.onReply(unit, r)));
       if (unit.transaction) c.send(EXEC, (r) => this.onReply(unit, r));
     };
     if (owner.connection) write(owner.connection);
@@ -189,9 +204,14 @@ export class ClusterRouter {
 
   /** Replies to commands queued inside MULTI: only redirections matter (EXEC will abort). */
   private queuedRedirect = new WeakMap<Unit, ReplyError>();
-  private onQueued(unit: Unit, reply: Reply | RedisConnectionError): void {
-    if (reply instanceof RedisConnectionError) return; // the EXEC callback reports it
-    if (reply instanceof ReplyError && redirection(reply) && !this.queuedRedirect.has(unit)) this.queuedRedirect.set(unit, reply);
+  private onQueued(unit: Unit, index: number, reply: Reply | RedisConnectionError): void {
+    if (reply instanceof RedisConnectionError || !(reply instanceof ReplyError)) return; // the EXEC callback reports a loss
+    if (redirection(reply)) {
+      if (!this.queuedRedirect.has(unit)) this.queuedRedirect.set(unit, reply);
+    } else if (unit.refusedAt === undefined) {
+      unit.refusedAt = index;
+      unit.refusal = reply.message;
+    }
   }
 
   private onReply(unit: Unit, reply: Reply | RedisConnectionError): void {
@@ -205,6 +225,7 @@ export class ClusterRouter {
     if (redirect && kind && unit.redirects < MAX_REDIRECTS) {
       this.queuedRedirect.delete(unit);
       unit.redirects++;
+      unit.refusedAt = unit.refusal = undefined;
       const target = kind === 'MOVED' || kind === 'ASK' ? redirect.message.split(' ')[2] ?? null : null;
       if (kind === 'MOVED' && target) this.slotOwner[unit.slot] = this.node(target);
       this.fence(unit, kind === 'MOVED' || kind === 'ASK' ? 0 : RETRY_DELAY_MS, kind === 'ASK' ? target : null);
@@ -249,13 +270,13 @@ export class ClusterRouter {
 
   private answered(): void {
     this.outstanding--;
-    if (!this.full && this.roomWaiters.length > 0) for (const w of this.roomWaiters.splice(0)) w();
+    if (this.outstanding === 0 && this.drainWaiters.length > 0) for (const w of this.drainWaiters.splice(0)) w.resolve();
   }
 
   private lost(error: Error): void {
     if (this.failure) return;
     this.failure = error;
-    for (const w of this.roomWaiters.splice(0)) w();
+    for (const w of this.drainWaiters.splice(0)) w.reject(error);
     this.onConnectionLost(error);
   }
 }
