@@ -1,0 +1,347 @@
+/**
+ * The ordered apply path under pipelined load and faults (issue 9): a target refusing writes
+ * for a while (OOM) must not reorder the stream, with or without checkpoints; checkpoints and
+ * acknowledgements never run ahead of what is applied; a stalled cluster node holds at most the
+ * flow budget; silent peers fail with a one-line reason; keys whose name has a '}' and no tag
+ * rebuild in their slot; checkpoint names are checked.
+ */
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { Migration } from '../../src/engine/migration.js';
+import type { MigrationProgress } from '../../src/engine/stats.js';
+import { compareServers, formatDifferences } from '../helpers/compare.js';
+import { compareClusters } from '../helpers/compare-cluster.js';
+import { startCluster } from '../helpers/redis-cluster.js';
+import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
+import { exhaustMemory, liftMemoryLimit, pipelinedLoad, refusals, replOffset } from '../helpers/load.js';
+
+const logger = pino({ level: process.env.FERRY_TEST_LOG ?? 'silent' });
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cli = path.join(root, 'dist/cli.js');
+
+async function until<T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** `ferry migrate ... --json` as a child process: its latest progress line, and its exit. */
+function ferryCli(args: string[]): { child: ChildProcess; latest(): MigrationProgress | null; output(): string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [cli, 'migrate', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let latest: MigrationProgress | null = null;
+  let out = '';
+  let partial = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    partial += d.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) if (line.trim()) latest = JSON.parse(line) as MigrationProgress;
+  });
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, latest: () => latest, output: () => out, exited };
+}
+
+/** Target caught up: everything the source has written is applied (the migration's own view). */
+async function caughtUp(progress: () => MigrationProgress | null, source: RedisServer, what = 'the target to catch up'): Promise<void> {
+  const offset = await replOffset(source);
+  await until(what, () => {
+    const p = progress();
+    if (p?.phase === 'failed') throw new Error(`migration failed: ${p.failure}`);
+    return p !== null && p.phase === 'incremental' && p.shards.every((s) => s.stream.appliedOffset >= offset);
+  }, 60_000);
+}
+
+/**
+ * Load, then a few seconds in which the target refuses every write that needs memory, then
+ * the limit is lifted while the load goes on: the moment where a retry that lets later writes
+ * pass would leave keys the source deleted.
+ */
+async function oomWhileLoaded(source: RedisServer, target: RedisServer, oomMs = 2500): Promise<void> {
+  const load = pipelinedLoad(source, { clients: 4, burst: 60 });
+  await until('some load', () => load.bursts > 20);
+  await exhaustMemory(target);
+  await until('the target to refuse writes', async () => (await refusals(target, 'OOM')) > 0);
+  await new Promise((r) => setTimeout(r, oomMs));
+  await liftMemoryLimit(target);
+  await new Promise((r) => setTimeout(r, 300));
+  await load.stop();
+}
+
+describe('the ordered apply path', () => {
+  after(stopAll);
+
+  it('OOM on the target under pipelined concurrent load (CLI --resume auto, no --checkpoint): nothing reordered, nothing lost', async () => {
+    const source = await startRedis({ config: { 'repl-backlog-size': '64mb', 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis();
+    const run = ferryCli(['--source', source.addr, '--target', target.addr, '--method', 'incremental', '--resume', 'auto']);
+    try {
+      await source.client().set('seed', '1');
+      await until('incremental', () => run.latest()?.phase === 'incremental');
+      await oomWhileLoaded(source, target);
+      const refused = await refusals(target, 'OOM');
+      assert.ok(refused > 0, 'the target refused writes with OOM');
+      await caughtUp(run.latest, source);
+      const diffs = await compareServers(source, target);
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      assert.equal(run.latest()!.errors.count, 0, 'every refused write passed in the end');
+    } finally {
+      run.child.kill('SIGTERM');
+      await run.exited;
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('OOM with checkpoints (exactly-once): the checkpoint never moves backwards, the source is never told more than the target holds', async () => {
+    const source = await startRedis({ config: { 'repl-backlog-size': '64mb', 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis();
+    const key = '__ferry:checkpoint:oom:0';
+    const m = new Migration({
+      source: { host: source.host, port: source.port },
+      target: { host: target.host, port: target.port },
+      method: 'incremental',
+      resumeMode: 'auto',
+      checkpointKey: '__ferry:checkpoint:oom',
+      logger,
+      pollIntervalMs: 100,
+    });
+    const running = m.run();
+    let watching = true;
+    const violations: string[] = [];
+    let samples = 0;
+    try {
+      await source.client().set('seed', '1');
+      await until('incremental', () => m.progress().phase === 'incremental');
+      // Watch: what the source was told (its replica's ack) must never pass the checkpoint
+      // committed on the target, and the checkpoint must only move forward.
+      const watcher = (async () => {
+        let last = 0;
+        while (watching) {
+          const acked = Number(/slave0:.*offset=(\d+)/.exec(await source.client().info('replication'))?.[1] ?? 0);
+          const text = await target.client().get(key);
+          const committed = text ? Number(text.split(' ')[1]) : 0;
+          if (committed < last) violations.push(`checkpoint moved back from ${last} to ${committed}`);
+          if (text && acked > committed) violations.push(`source acknowledged ${acked}, target holds up to ${committed}`);
+          last = Math.max(last, committed);
+          samples++;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      await oomWhileLoaded(source, target);
+      assert.ok((await refusals(target, 'OOM')) > 0, 'the target refused writes with OOM');
+      assert.ok((m.progress().errors.retriedByCode?.OOM ?? 0) > 0, 'Ferry saw and retried OOM refusals');
+      await caughtUp(() => m.progress(), source);
+      watching = false;
+      await watcher;
+      assert.ok(samples > 20, `watched ${samples} times`);
+      assert.deepEqual(violations.slice(0, 5), []);
+      const diffs = (await compareServers(source, target)).filter((d) => !d.key.startsWith('__ferry:checkpoint'));
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      assert.equal(m.progress().errors.count, 0);
+    } finally {
+      watching = false;
+      m.stop();
+      await running.catch(() => undefined);
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('a stalled cluster target node: Ferry holds at most its flow budget (RSS bounded), then catches up with 0 differences', async () => {
+    // The source keeps everything for Ferry (no output-buffer limit, a big backlog).
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0', 'client-output-buffer-limit': 'replica 0 0 0', 'repl-backlog-size': '16mb' } });
+    const target = await startCluster({ masters: 3 });
+    const run = ferryCli(['--source', source.addr, '--target', target.addrs, '--method', 'incremental', '--resume', 'auto']);
+    let stalled: RedisServer | null = null;
+    try {
+      await source.client().set('seed', '1');
+      await until('incremental', () => run.latest()?.phase === 'incremental');
+      stalled = (await target.masters())[1]!;
+      process.kill(stalled.pid, 'SIGSTOP');
+      const value = Buffer.alloc(256 * 1024, 'v');
+      let peakRss = 0;
+      const rssOf = (): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${run.child.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+      // 600 MiB of 256 KiB values, a third of them for the stalled node's slots.
+      const c = source.client();
+      for (let i = 0; i < 2400; i += 40) {
+        const p = c.pipeline();
+        for (let j = i; j < i + 40; j++) p.set(`big:${j}`, value);
+        await p.exec();
+        peakRss = Math.max(peakRss, rssOf());
+      }
+      for (let i = 0; i < 20; i++) {
+        peakRss = Math.max(peakRss, rssOf());
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(peakRss > 0, 'measured');
+      assert.ok(peakRss < 350 * 1024 * 1024, `Ferry's RSS stayed bounded while a target node stalled: peak ${Math.round(peakRss / 1048576)} MiB for 600 MiB written`);
+      process.kill(stalled.pid, 'SIGCONT');
+      stalled = null;
+      await caughtUp(run.latest, source);
+      const diffs = await compareClusters(source, target);
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+    } finally {
+      if (stalled) process.kill(stalled.pid, 'SIGCONT');
+      run.child.kill('SIGTERM');
+      await run.exited;
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('a source that accepts and never answers fails within the source timeout, naming the stage and the peer', async () => {
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((s) => sockets.push(s));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    const target = await startRedis();
+    try {
+      const m = new Migration({ source: { host: '127.0.0.1', port }, target: { host: target.host, port: target.port }, method: 'full', logger, sourceTimeoutMs: 500 });
+      const outcome = await Promise.race([m.run().then(() => 'done', (e: Error) => e.message), new Promise<string>((r) => setTimeout(() => r('still waiting after 10 s'), 10_000))]);
+      assert.match(outcome, new RegExp(`^source 127\\.0\\.0\\.1:${port}: no data for 500 ms during the handshake`));
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+      await target.stop();
+    }
+  });
+
+  it('a source that goes silent in the command stream fails within the source timeout (no PING for 500 ms)', async () => {
+    // A fake master: handshake, an empty snapshot, then nothing at all (a real one PINGs every 10 s).
+    const rdb = Buffer.from('REDIS0003\xff', 'latin1');
+    const sockets: net.Socket[] = [];
+    const fake = net.createServer((socket) => {
+      sockets.push(socket);
+      let seen = '';
+      let answered = 0;
+      socket.on('data', (d) => {
+        seen += d.toString('latin1');
+        const commands = seen.split('*').length - 1;
+        while (answered < commands) {
+          answered++;
+          if (/PSYNC/.test(seen) && answered === commands) socket.write(Buffer.concat([Buffer.from(`+FULLRESYNC ${'d'.repeat(40)} 0\r\n$${rdb.length}\r\n`), rdb]));
+          else if (!/PSYNC/.test(seen)) socket.write(answered === 1 ? '+PONG\r\n' : '+OK\r\n');
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as net.AddressInfo).port;
+    const target = await startRedis();
+    try {
+      const m = new Migration({ source: { host: '127.0.0.1', port }, target: { host: target.host, port: target.port }, method: 'incremental', logger, sourceTimeoutMs: 500 });
+      const outcome = await Promise.race([m.run().then(() => 'done', (e: Error) => e.message), new Promise<string>((r) => setTimeout(() => r('still waiting after 10 s'), 10_000))]);
+      assert.match(outcome, new RegExp(`source 127\\.0\\.0\\.1:${port}: no data for 500 ms during the command stream`));
+    } finally {
+      for (const s of sockets) s.destroy();
+      fake.close();
+      await target.stop();
+    }
+  });
+
+  it('a target that stops answering fails within the reply timeout, naming it', async () => {
+    // Answers the connection handshake and the version probe, then nothing: a hung server.
+    const sockets: net.Socket[] = [];
+    let silentNow = false;
+    const fake = net.createServer((socket) => {
+      sockets.push(socket);
+      socket.on('data', (d) => {
+        if (silentNow) return;
+        const text = d.toString('latin1');
+        for (const m of text.matchAll(/\*\d+\r\n\$\d+\r\n(\w+)/g)) {
+          const name = m[1]!.toUpperCase();
+          if (name === 'INFO') {
+            const info = 'redis_version:7.0.15\r\n';
+            socket.write(`$${info.length}\r\n${info}\r\n`);
+          } else socket.write('+OK\r\n');
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as net.AddressInfo).port;
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    try {
+      for (let i = 0; i < 100; i++) await source.client().set(`k${i}`, 'v');
+      const m = new Migration({ source: { host: source.host, port: source.port }, target: { host: '127.0.0.1', port }, method: 'full', logger, targetReplyTimeoutMs: 500 });
+      m.on('progress', (p: MigrationProgress) => {
+        if (p.phase === 'snapshot') silentNow = true;
+      });
+      setTimeout(() => (silentNow = true), 50);
+      const outcome = await Promise.race([m.run().then(() => 'done', (e: Error) => e.message), new Promise<string>((r) => setTimeout(() => r('still waiting after 15 s'), 15_000))]);
+      assert.match(outcome, new RegExp(`no reply from 127\\.0\\.0\\.1:${port} within 500 ms`));
+    } finally {
+      for (const s of sockets) s.destroy();
+      fake.close();
+      await source.stop();
+    }
+  });
+
+  it("rebuilds a big key named with a '}' and no hash tag (user}42) in its own slot on a cluster target: no CROSSSLOT, no temporary left", async () => {
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    const target = await startCluster({ masters: 3 });
+    try {
+      const c = source.client();
+      const fields: string[] = [];
+      for (let i = 0; i < 3000; i++) fields.push(`f${i}`, `value-${i}`);
+      await c.hset('user}42', ...fields);
+      await c.rpush('a}b{', ...Array.from({ length: 2000 }, (_v, i) => `e${i}`));
+      await c.set('plain', 'x');
+      // A tiny payload limit sends both keys down the rebuild path (type commands, temporary key, RENAME).
+      const m = new Migration({ source: { host: source.host, port: source.port }, target: target.addrs.split(',').map((a) => ({ host: '127.0.0.1', port: Number(a.split(':')[1]) })), method: 'full', logger, maxPayloadBytes: 1024 });
+      const result = await m.run();
+      assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
+      assert.equal(result.snapshot.rewritten, 2);
+      const diffs = await compareClusters(source, target);
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      for (const master of await target.masters()) {
+        const left = await master.client().keys('*__ferry_tmp__*');
+        assert.deepEqual(left, [], `temporary keys left on ${master.addr}`);
+      }
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('--checkpoint refuses glob characters, and keeps a non-ASCII name readable on the target', async () => {
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    const target = await startCluster({ masters: 3 });
+    try {
+      const bad = ferryCli(['--source', source.addr, '--target', target.addrs, '--method', 'incremental', '--checkpoint', 'job*']);
+      assert.equal(await bad.exited, 1);
+      assert.match(bad.output(), /invalid checkpoint name "__ferry:checkpoint:job\*": it must not contain \* \? \[ \] or \\/);
+
+      const name = 'перенос-1';
+      const run = ferryCli(['--source', source.addr, '--target', target.addrs, '--method', 'incremental', '--checkpoint', name, '--resume', 'auto']);
+      try {
+        await until('incremental', () => run.latest()?.phase === 'incremental');
+        for (let i = 0; i < 50; i++) await source.client().incr(`n${i % 7}`);
+        await caughtUp(run.latest, source);
+        const floorKey = `__ferry:checkpoint:${name}:0:floor`;
+        const found = await until('the floor checkpoint under its UTF-8 name', async () => {
+          for (const master of await target.masters()) if (await master.client().exists(floorKey)) return true;
+          return false;
+        });
+        assert.equal(found, true);
+      } finally {
+        run.child.kill('SIGTERM');
+        await run.exited;
+      }
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+});
