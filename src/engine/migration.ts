@@ -18,6 +18,7 @@ import { StreamApplier } from './stream-applier.js';
 import { CheckpointedStreamApplier, parseCheckpoint } from './checkpointed-stream-applier.js';
 import { Throttle } from '../source/throttle.js';
 import { encodeCommand } from '../resp/encode.js';
+import { preflight, type TargetConflictPolicy } from './preflight.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -56,6 +57,12 @@ export interface MigrationOptions {
    * default) logs and counts it and goes on; 'fail' stops the migration on the first one.
    */
   writeErrorPolicy?: 'skip' | 'fail';
+  /**
+   * Keys already on the target before a full sync: 'fail' refuses (naming the dbs and counts),
+   * 'replace' writes over them, 'purge-first' empties the target first. Absent: no check (the
+   * callers, CLI and service, always say). Source and target being one server is refused always.
+   */
+  targetConflict?: TargetConflictPolicy;
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
@@ -245,6 +252,9 @@ export class Migration extends EventEmitter {
 
       const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
       const checkpoints = await this.readCheckpoints(target, masters);
+      // Before anything is written (src/engine/preflight.ts). A restarted attempt or a resume
+      // from checkpoints finds its own keys on the target: no conflict check then.
+      await preflight({ source, target: targetDeployment, opened: target, conflict: restarted || checkpoints.some((c) => c !== null) ? null : (this.options.targetConflict ?? null), logger });
       this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), restarted));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
