@@ -18,7 +18,7 @@ import { StreamApplier } from './stream-applier.js';
 import { CheckpointedStreamApplier, parseCheckpoint } from './checkpointed-stream-applier.js';
 import { Throttle } from '../source/throttle.js';
 import { encodeCommand } from '../resp/encode.js';
-import { preflight, type TargetConflictPolicy } from './preflight.js';
+import { PreflightError, preflight, type TargetConflictPolicy } from './preflight.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -196,7 +196,7 @@ export class Migration extends EventEmitter {
           this.failure = reason;
           this.setPhase('failed');
           logger.error({ reason }, 'migration failed');
-          throw new Error(reason);
+          throw e instanceof PreflightError ? e : new Error(reason);
         }
         // The target went away (restart, network): wait for it, then start again. With
         // checkpoints on the target the shards resume exactly where the target stands;
