@@ -128,6 +128,9 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
         { token: TOKEN, projectId: PROJECT },
       ],
       instances: [{ id: 'redis-target-1', projectId: PROJECT, name: 'target', addrs: target.addr }],
+      // Two projects would default to "registered"; these tests name addresses directly
+      // (the policies are tested in security.test.ts).
+      addressPolicy: 'any',
     });
     client = sdkClient(service.endpoint, AK, SK, PROJECT);
     other = sdkClient(service.endpoint, OTHER_AK, OTHER_SK, OTHER_PROJECT);
@@ -426,7 +429,8 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
     ok(
       await client.call('POST', '/v2/{project_id}/migration/{task_id}/task', {
         pathParams: { task_id: taskId },
-        data: { migration_method: 'full_amount_migration', resume_mode: 'auto', source_instance: { addrs: source.addr, password: 'src-pass-123' }, target_instance: { addrs: target.addr } },
+        // The target holds the imported keys already (the same as the source's).
+        data: { migration_method: 'full_amount_migration', resume_mode: 'auto', source_instance: { addrs: source.addr, password: 'src-pass-123' }, target_instance: { addrs: target.addr }, target_conflict: 'replace' },
       }),
     );
     await waitForStatus(client, taskId, ['SUCCESS']);

@@ -14,6 +14,10 @@ export interface ServiceConfigFile {
   instances?: { id: string; projectId: string; name: string; addrs: string; password?: string }[];
   buckets?: Record<string, string>;
   backupsDir?: string;
+  addressPolicy?: string | { mode?: string; allow?: string[] };
+  rateLimit?: { max?: number; timeWindowMs?: number };
+  firstConnectTimeoutSeconds?: number;
+  objectStore?: Record<string, unknown>;
 }
 
 /** A real `ferry serve` process (the built dist/cli.js) on a free loopback port. */
