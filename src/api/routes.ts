@@ -162,6 +162,11 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
     };
     const source = await resolveEndpoint(req.projectId, 'source_instance', b.source_instance);
     const target = await resolveEndpoint(req.projectId, 'target_instance', b.target_instance);
+    // The obvious case at once; other spellings of one server (a name, a proxy, a replica) are
+    // found by the worker's preflight (run_id, replication id, node ids) before it writes.
+    const sourceAddrs = new Set(source.addrs.split(',').map(normalizeAddress));
+    const shared = target.addrs.split(',').map(normalizeAddress).find((a) => sourceAddrs.has(a));
+    if (shared !== undefined) throw Errors.invalidParameter('target_instance', `It names the same server as source_instance (${shared}): a migration into itself would replay its own writes forever.`);
     const started = await inState(() =>
       manager.configure(task, {
         method: b.migration_method,

@@ -96,6 +96,9 @@ export async function buildServer(deps: ApiDependencies): Promise<FastifyInstanc
   const replays = new ReplayCache(DEFAULT_MAX_SKEW_MS);
   const app = Fastify({
     logger: false,
+    // Node would answer a request without Host with a bare 400 of its own; let it reach the
+    // API, which answers in DCS's shape (and refuses it: the signature must cover Host).
+    http: { requireHostHeader: false },
     bodyLimit: DRAIN_LIMIT,
     genReqId: () => randomUUID(),
     // Trailing slashes and doubled slashes are the same route, as on the real gateway.

@@ -23,6 +23,8 @@ export interface ServiceConfigFile {
 /** A real `ferry serve` process (the built dist/cli.js) on a free loopback port. */
 export interface Service {
   port: number;
+  /** The serve process (its children are the task workers). */
+  pid(): number;
   endpoint: string;
   dataDir: string;
   output(): string;
@@ -77,6 +79,7 @@ export async function startService(config: ServiceConfigFile, opts: { dataDir?: 
   await launch();
   return {
     port,
+    pid: () => child.pid!,
     endpoint: `http://127.0.0.1:${port}`,
     dataDir,
     output: () => out,
