@@ -59,8 +59,10 @@ export function parseAllowRule(text: string): AllowRule {
     throw new Error(`invalid address rule "${text}": ${why} (expected CIDR[:port[-port]], e.g. 127.0.0.0/8:6379-6400 or [::1]/128)`);
   };
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)|([0-9a-fA-F:.]+))(?:\/(\d{1,3}))?(?::(\d{1,5})(?:-(\d{1,5}))?)?$/.exec(text.trim());
-  // A bare IPv6 address with a port is ambiguous ("::1:6379"): brackets are required for ports.
-  if (!m || (m[3] !== undefined && m[5] !== undefined)) return bad('unrecognised form');
+  if (!m) return bad('unrecognised form');
+  // "::1:6379" is itself an IPv6 address: a bare IPv6 rule must say its prefix, and a port
+  // needs brackets ([::1]:6379, [::1]/128:6379).
+  if (m[3] !== undefined && m[4] === undefined) return bad('write IPv6 in brackets or with a prefix ([::1], ::1/128)');
   const network = (m[1] ?? m[2] ?? m[3])!;
   const kind = net.isIP(network);
   if (kind === 0) return bad('not an IP address');

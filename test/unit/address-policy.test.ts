@@ -11,7 +11,8 @@ describe('address policy', () => {
     assert.deepEqual(parseAllowRule('127.0.0.1/32:6379').ports, [6379, 6379]);
     assert.deepEqual(parseAllowRule('127.0.0.1:7000-7999').ports, [7000, 7999]);
     assert.equal(parseAllowRule('[::1]/128:6379').family, 'ipv6');
-    assert.equal(parseAllowRule('::1').prefix, 128);
+    assert.equal(parseAllowRule('[::1]').prefix, 128);
+    assert.equal(parseAllowRule('::1/128').prefix, 128);
     for (const bad of ['localhost', '127.0.0.1/33', '127.0.0.1:0', '127.0.0.1:9-8', '::1:6379', '1.2.3', '']) assert.throws(() => parseAllowRule(bad), /invalid address rule/, bad);
   });
 
