@@ -57,12 +57,12 @@ function dcsError(res: RawResponse | { status: number; body: string; head: strin
   return body;
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function waitFor<T>(what: string | (() => string), probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -74,7 +74,7 @@ async function task(client: Client, id: string): Promise<SdkResponse> {
 async function waitForStatus(client: Client, id: string, wanted: string[], timeoutMs = 30_000): Promise<SdkResponse> {
   let last: SdkResponse | undefined;
   return waitFor(
-    `task ${id} to reach ${wanted.join('/')} (last: ${JSON.stringify(last?.status)} ${JSON.stringify(last?.error)})`,
+    () => `task ${id} to reach ${wanted.join('/')} (last: ${JSON.stringify(last?.status)} ${JSON.stringify(last?.error)})`,
     async () => {
       last = await task(client, id);
       return wanted.includes(String(last.status)) ? last : undefined;
@@ -147,7 +147,17 @@ describe('security: the attacks of issue 15 against a running service', () => {
   let bucketDir: string;
 
   before(async () => {
-    [srcA, tgtA, victim, bSrc, src2, tgt2, srcE] = await Promise.all([startRedis(), startRedis(), startRedis(), startRedis(), startRedis(), startRedis(), startRedis({ password: SOURCE_PASSWORD })]);
+    // No diskless-sync delay: a replica (Ferry) gets its snapshot at once.
+    const config = { 'repl-diskless-sync-delay': '0' };
+    [srcA, tgtA, victim, bSrc, src2, tgt2, srcE] = await Promise.all([
+      startRedis({ config }),
+      startRedis({ config }),
+      startRedis({ config }),
+      startRedis({ config }),
+      startRedis({ config }),
+      startRedis({ config }),
+      startRedis({ config, password: SOURCE_PASSWORD }),
+    ]);
     replicaA = await startRedis({ config: { replicaof: `127.0.0.1 ${srcA.port}` } });
     cluster = await startCluster({ masters: 3 });
     proxyA = await startProxy(srcA.port);
@@ -275,6 +285,7 @@ describe('security: the attacks of issue 15 against a running service', () => {
     const failed = await waitForStatus(a, refused, ['FAILED']);
     assert.match(String(failed.error), /the target is not empty: 2 keys \(db0: 1, db2: 1\)/);
     assert.equal(await tgt2.client(2).get('x'), 'old', 'nothing was overwritten');
+    assert.ok(!(await logsOf(a, refused)).some((m) => /starting again/.test(m)), 'a preflight refusal is not retried');
 
     const replace = await createTask(a, 'replace');
     ok(await configure(a, replace, { target_conflict: 'replace', source_instance: { id: 'a-src2' }, target_instance: { id: 'a-tgt2' } }));
@@ -531,20 +542,35 @@ describe('security: fuzzing every route body', () => {
       return v;
     };
     const nasty = fc.oneof(
-      fc.anything({ maxDepth: 3, withNullPrototype: false }),
-      fc.constantFrom('constructor', '__proto__', 'toString', '', ' ', '\u0000', '\r\n', 'a'.repeat(5000), -1, 0, 1.5, 1e308, 10241, '10241', true, null, [], {}, [null], { __proto__: { polluted: true } }),
-      fc.string({ maxLength: 300 }),
-      fc.integer(),
+      { arbitrary: fc.anything({ maxDepth: 3, withNullPrototype: false }), weight: 2 },
+      { arbitrary: fc.constantFrom('', ' ', '\u0000', '\r\n', 'a'.repeat(5000), -1, 0, 1.5, 1e308, 10241, '10241', true, null, [], {}, [null], { __proto__: { polluted: true } }), weight: 2 },
+      // names a plain-object lookup would find on Object.prototype
+      { arbitrary: fc.constantFrom('constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf'), weight: 2 },
+      { arbitrary: fc.string({ maxLength: 300 }), weight: 1 },
+      { arbitrary: fc.integer(), weight: 1 },
     );
+    /** Every path to a leaf of a valid body (`backup_files.files.0.file_name`...). */
+    const leaves = (v: unknown, prefix: string[] = []): string[][] =>
+      v !== null && typeof v === 'object' && Object.keys(v).length > 0 ? Object.entries(v).flatMap(([k, x]) => [[...prefix, k], ...leaves(x, [...prefix, k])]) : [];
+    const setPath = (v: unknown, at: string[], value: unknown): unknown => {
+      if (at.length === 0) return value;
+      const copy: Record<string, unknown> = Array.isArray(v) ? ([...v] as unknown as Record<string, unknown>) : { ...(v as Record<string, unknown>) };
+      copy[at[0]!] = setPath(copy[at[0]!], at.slice(1), value);
+      return copy;
+    };
     const body = (template: Record<string, unknown>): fc.Arbitrary<unknown> =>
       fc.oneof(
-        // one field of a valid body replaced, deep or shallow
-        fc.tuple(fc.constantFrom(...Object.keys(template), 'source_instance', 'backup_files', 'unknown'), nasty).map(([k, v]) => ({ ...template, [k]: v })),
+        // one field of a valid body replaced, at any depth
+        fc.tuple(fc.constantFrom(...leaves(template), ['unknown'], ['source_instance'], ['backup_files']), nasty).map(([at, v]) => setPath(template, at, v)),
         fc.tuple(fc.constantFrom('addrs', 'id', 'password', 'bucket_name', 'files', 'file_source'), nasty).map(([k, v]) => ({ ...template, source_instance: { [k]: v }, target_instance: { addrs: addr, [k]: v }, backup_files: { bucket_name: 'bkt', [k]: v } })),
         nasty,
       );
     const seen = new Map<number, number>();
     for (const [name, [method, suffix, template]] of Object.entries(valid)) {
+      // Besides the random runs: every string leaf set to each Object.prototype name.
+      const examples: [unknown, boolean][] = leaves(template)
+        .filter((at) => typeof at.reduce<unknown>((v, k) => (v as Record<string, unknown>)[k], template) === 'string')
+        .flatMap((at) => ['constructor', '__proto__', 'toString'].map((n): [unknown, boolean] => [setPath(template, at, n), false]));
       await fc.assert(
         fc.asyncProperty(body(template), fc.boolean(), async (value, asText) => {
           const urlPath = `/v2/${A.projectId}${suffix}`;
@@ -555,10 +581,10 @@ describe('security: fuzzing every route body', () => {
           assert.match(String(res.headers['x-request-id']), /^[0-9a-f-]{36}$/);
           if (res.status >= 400) dcsError(res, res.status);
         }),
-        { numRuns: 40, seed: 15 },
+        { numRuns: 60, seed: 15, examples },
       );
     }
-    assert.ok((seen.get(400) ?? 0) > 100, `mostly refused: ${JSON.stringify([...seen])}`);
+    assert.ok((seen.get(400) ?? 0) > 200, `mostly refused: ${JSON.stringify([...seen])}`);
     ok(await client.call('GET', '/v2/{project_id}/migration-tasks'));
     // Every task the fuzzer managed to start ends (FAILED: nothing to connect to) and its worker exits.
     await waitFor('every task to settle', async () => {
