@@ -210,3 +210,20 @@ export async function checkAddress(policy: AddressPolicy, address: string): Prom
   const { host, port } = splitHostPort(address);
   await resolveAllowed(policy, host, port);
 }
+
+/** The port of an http(s) URL (the default one when none is written). */
+export function urlPort(url: string): number {
+  const u = new URL(url);
+  return Number(u.port || (u.protocol === 'https:' ? 443 : 80));
+}
+
+/**
+ * Checks an http(s) endpoint (the object store) before it is used. Sockets to an IP literal
+ * skip `lookup`, so this check, not policyLookup, is what covers them.
+ */
+export async function checkUrl(policy: AddressPolicy, url: string): Promise<void> {
+  const u = new URL(url);
+  await resolveAllowed(policy, u.hostname.replace(/^\[|\]$/g, ''), urlPort(url)).catch((e: Error) => {
+    throw new AddressPolicyError(`object store ${u.host}: ${e.message}`);
+  });
+}

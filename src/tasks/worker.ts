@@ -15,7 +15,7 @@ import { localDirectoryFiles, s3Files } from '../import/sources.js';
 import { verifyDeployments } from '../verify/index.js';
 import { emptySnapshotStats, emptyStreamStats } from '../engine/stats.js';
 import { PreflightError } from '../engine/preflight.js';
-import { addressPolicy, makeAddressPolicy, policyLookup, setAddressPolicy } from '../common/address-policy.js';
+import { addressPolicy, checkUrl, makeAddressPolicy, policyLookup, setAddressPolicy, urlPort } from '../common/address-policy.js';
 
 function send(message: FromWorker): void {
   process.send?.(message);
@@ -150,8 +150,8 @@ async function runImport(start: WorkerStartImport): Promise<void> {
   });
   try {
     // Inside the try: a bad directory or name is the import's failure, with its reason.
-    const s3Port = f.kind === 's3' && f.config.endpoint ? Number(new URL(f.config.endpoint).port || (f.config.endpoint.startsWith('https') ? 443 : 80)) : 443;
-    const files = f.kind === 'local' ? localDirectoryFiles(f.dir, f.names) : s3Files({ ...f.config, lookup: policyLookup(addressPolicy(), s3Port) }, f.bucket, f.names);
+    if (f.kind === 's3' && f.config.endpoint) await checkUrl(addressPolicy(), f.config.endpoint);
+    const files = f.kind === 'local' ? localDirectoryFiles(f.dir, f.names) : s3Files({ ...f.config, lookup: policyLookup(addressPolicy(), f.config.endpoint ? urlPort(f.config.endpoint) : 443) }, f.bucket, f.names);
     job = new BackupImport({ files, target: start.target, logger, tempDir: os.tmpdir() });
     job.on('progress', (p: BackupImportProgress) => send({ type: 'import-progress', progress: p }));
     const result = await job.run();

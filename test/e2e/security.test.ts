@@ -237,6 +237,24 @@ describe('security: the attacks of issue 15 against a running service', () => {
     assert.match(overlapping.stderr, /^ferry: source and target are the same server/m);
   });
 
+  it('CLI passwords: from a file, and a warning when given on the command line', async () => {
+    const file = path.join(bucketDir, 'source-password');
+    writeFileSync(file, `${SOURCE_PASSWORD}\n`, { mode: 0o600 });
+    const target = await startRedis();
+    try {
+      const fromFile = await ferry(['migrate', '--source', srcE.addr, '--source-password-file', file, '--target', target.addr]);
+      assert.equal(fromFile.code, 0, fromFile.stderr);
+      assert.ok(!/warning/.test(fromFile.stderr), fromFile.stderr);
+      await target.client().flushall();
+      const inline = await ferry(['migrate', '--source', srcE.addr, '--source-password', SOURCE_PASSWORD, '--target', target.addr]);
+      assert.equal(inline.code, 0, inline.stderr);
+      assert.match(inline.stderr, /warning: --source-password is visible to other users .*--source-password-file/);
+      assert.ok(!inline.stderr.includes(SOURCE_PASSWORD));
+    } finally {
+      await target.stop();
+    }
+  });
+
   it('defect 2: under the default "registered" policy project B cannot aim Ferry at a server it does not own, not even through a cluster it registered', async () => {
     // The attack of the issue: B's own empty Redis into A's 1000-key server, then FLUSHALL on B's source.
     const attack = await createTask(b, 'attack');
@@ -503,6 +521,8 @@ describe('security: fuzzing every route body', () => {
       addressPolicy: { mode: 'allow', allow: [`127.0.0.1/32:${closed}`] },
       instances: [{ id: 'inst', projectId: A.projectId, name: 'i', addrs: redis.addr }],
       buckets: { bkt: mkdtempSync(path.join(os.tmpdir(), 'ferry-sec-fuzz-')) },
+      // An object store the policy does not allow (never reached: refused before connecting).
+      objectStore: { endpoint: 'http://127.0.0.2:9', accessKeyId: 'fuzz-key', secretAccessKey: 'fuzz-secret' },
       firstConnectTimeoutSeconds: 1,
       rateLimit: { max: 100_000, timeWindowMs: 60_000 },
     });
@@ -512,6 +532,19 @@ describe('security: fuzzing every route body', () => {
     await service?.stop();
     service?.cleanup();
     await stopAll();
+  });
+
+  it('the object store is subject to the address policy too', async () => {
+    const client = sdkClient(service.endpoint, A.ak, A.sk, A.projectId);
+    const created = ok(
+      await client.call('POST', '/v2/{project_id}/migration-task', {
+        data: { task_name: 's3', migration_type: 'backupfile_import', migration_method: 'full_amount_migration', target_instance: { addrs: `127.0.0.1:${closed}` }, backup_files: { bucket_name: 'remote', files: [{ file_name: 'dump.rdb' }] } },
+      }),
+    );
+    const failed = await waitForStatus(client, String(created.id), ['FAILED', 'SUCCESS']);
+    assert.equal(failed.status, 'FAILED');
+    assert.match(String(failed.error), /object store 127\.0\.0\.2:9: 127\.0\.0\.2:9 is not allowed by the service's address policy \(allow\)/);
+    assert.ok(!String(failed.error).includes('fuzz-secret'));
   });
 
   it('generated bad bodies get DCS errors, never a 500; the service still answers and leaves no worker behind', async () => {
