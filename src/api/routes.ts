@@ -1,35 +1,26 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { AddressPolicyError, checkAddress, type AddressPolicy } from '../common/address-policy.js';
 import { TaskManager, TaskStateError } from '../tasks/manager.js';
-import type { Task, TaskEndpoint } from '../tasks/model.js';
+import type { LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint } from '../tasks/model.js';
 import { Errors } from './errors.js';
+import { normalizeAddress } from './instances.js';
+import { schemas } from './schemas.js';
 import type { ApiDependencies } from './server.js';
-import {
-  LOG_LEVELS,
-  MIGRATION_METHODS,
-  MIGRATION_TYPES,
-  RESUME_MODES,
-  endpointBody,
-  optionalBandwidth,
-  optionalEnum,
-  optionalString,
-  parseJsonObject,
-  queryInt,
-  requiredEnum,
-  requiredString,
-  requiredStringArray,
-  requiredObject,
-  type JsonObject,
-} from './validate.js';
 import { jobView, logView, taskDetail, taskListItem, taskStats } from './views.js';
 
 type Params = { project_id: string; task_id?: string; job_id?: string };
 
-function optionalPositive(b: JsonObject, field: string, min: number, max: number): number | null {
-  const v = b[field];
-  if (v === undefined || v === null) return null;
-  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw Errors.invalidParameter(field, `It must be an integer from ${min} to ${max}.`);
-  return n;
+/** source_instance / target_instance as the schema lets them through (nulls for unused members). */
+interface EndpointBody {
+  id?: string | null;
+  addrs?: string | null;
+  password?: string | null;
+}
+
+/** bandwidth_limit_mb after validation: a number, a numeric string, '' or null. */
+function bandwidthOf(v: unknown): number | null {
+  if (v === undefined || v === null || (typeof v === 'string' && v.trim() === '')) return null;
+  return typeof v === 'number' ? v : Number(String(v).trim());
 }
 
 function verificationView(task: Task): Record<string, unknown> {
@@ -49,12 +40,19 @@ function verificationView(task: Task): Record<string, unknown> {
   };
 }
 
-/** The DCS v2 data-migration operations (dcs-api.md section 1), all under /v2/{project_id}. */
-export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): void {
-  const { store, manager, secrets, instances } = deps;
-  const base = '/v2/:project_id';
+/** Body limits per operation: small, except where a list of ids or files may be long. */
+const SMALL = 64 * 1024;
+const LISTS = 512 * 1024;
+const IMPORT = 1024 * 1024;
 
-  const body = (req: FastifyRequest, allowEmpty = false): JsonObject => parseJsonObject(req.body as Buffer | undefined, { allowEmpty });
+/**
+ * The DCS v2 data-migration operations (dcs-api.md section 1), all under /v2/{project_id}, and
+ * Ferry's extensions. Shapes are checked by the route schemas (src/api/schemas.ts) before a
+ * handler runs; handlers check what depends on state (the task, the instances, the policy).
+ */
+export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { addressPolicy: AddressPolicy }): void {
+  const { store, manager, secrets, instances, addressPolicy: policy } = deps;
+  const base = '/v2/:project_id';
   const params = (req: FastifyRequest): Params => req.params as Params;
 
   async function taskOf(req: FastifyRequest): Promise<Task> {
@@ -74,34 +72,63 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
     }
   }
 
-  function resolveEndpoint(projectId: string, field: string, given: { id: string | null; addrs: string | null; password: string | null }): TaskEndpoint {
-    if (given.id !== null) {
+  /** Every address must be one the service's address policy lets this project reach. */
+  async function checkPolicy(projectId: string, field: string, addrs: string[], registered: boolean): Promise<void> {
+    if (policy.mode === 'any') return;
+    if (policy.mode === 'registered' && !registered) {
+      const mine = new Set(instances.addressesOf(projectId));
+      const stranger = addrs.find((a) => !mine.has(normalizeAddress(a)));
+      if (stranger !== undefined) {
+        throw Errors.policyRefused(
+          `${field}.addrs`,
+          `${stranger} is not an instance registered for this project, and the service's address policy (registered) allows only those: name a registered instance by id.`,
+        );
+      }
+      return;
+    }
+    if (policy.mode === 'allow') {
+      for (const a of addrs) {
+        try {
+          await checkAddress(policy, a);
+        } catch (e) {
+          if (e instanceof AddressPolicyError) throw Errors.policyRefused(`${field}.addrs`, `${e.message}.`);
+          throw e;
+        }
+      }
+    }
+  }
+
+  async function resolveEndpoint(projectId: string, field: string, given: EndpointBody): Promise<TaskEndpoint> {
+    const password = given.password === undefined || given.password === null || given.password === '' ? null : given.password;
+    if (given.id !== undefined && given.id !== null && given.id !== '') {
       const instance = instances.find(projectId, given.id);
       if (!instance) throw Errors.instanceNotFound(given.id);
-      const password = given.password ?? instance.password ?? null;
-      return { id: instance.id, addrs: instance.addrs, name: instance.name, password: password === null ? null : secrets.seal(password) };
+      await checkPolicy(projectId, field, instance.addrs.split(','), true);
+      const secret = password ?? instance.password ?? null;
+      return { id: instance.id, addrs: instance.addrs, name: instance.name, password: secret === null ? null : secrets.seal(secret) };
     }
-    void field;
-    return { id: null, addrs: given.addrs!, name: null, password: given.password === null ? null : secrets.seal(given.password) };
+    const addrs = (given.addrs ?? '').split(',').map((a) => a.trim()).filter((a) => a !== '');
+    await checkPolicy(projectId, field, addrs, false);
+    return { id: null, addrs: addrs.join(','), name: null, password: password === null ? null : secrets.seal(password) };
   }
 
   // 2. CreateOnlineMigrationTask
-  app.post(`${base}/migration/instance`, async (req) => {
-    const b = body(req);
+  app.post(`${base}/migration/instance`, { schema: schemas.createOnline, bodyLimit: SMALL }, async (req) => {
+    const b = req.body as { name: string; description?: string | null; vpc_id?: string | null; subnet_id?: string | null; security_group_id?: string | null };
     const now = new Date().toISOString();
     const task: Task = {
       id: TaskManager.newId(),
       projectId: req.projectId,
-      name: requiredString(b, 'name', { max: 64 }),
-      description: optionalString(b, 'description', { max: 1024 }) ?? '',
+      name: b.name,
+      description: b.description ?? '',
       migrationType: 'online_migration',
       migrationMethod: null,
       resumeMode: 'auto',
       bandwidthLimitMb: null,
       networkType: 'vpc',
-      vpcId: optionalString(b, 'vpc_id', { max: 64 }),
-      subnetId: optionalString(b, 'subnet_id', { max: 64 }),
-      securityGroupId: optionalString(b, 'security_group_id', { max: 64 }),
+      vpcId: b.vpc_id ?? null,
+      subnetId: b.subnet_id ?? null,
+      securityGroupId: b.security_group_id ?? null,
       source: null,
       target: null,
       status: 'RUNNING',
@@ -113,6 +140,7 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
       stopRequested: false,
     };
     await store.createTask(task);
+    req.auditTaskIds.push(task.id);
     const ms = String(Date.now());
     await store.createJob({ id: task.jobId!, projectId: req.projectId, type: 'createMigrationTask', status: 'SUCCESS', beginTime: ms, endTime: ms, failReason: null, entityId: task.id });
     await manager.log(task.id, 'INFO', 'CREATED', `task ${task.name} created`);
@@ -120,52 +148,65 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
   });
 
   // 3. SetOnlineMigrationTask: configure and start.
-  app.post(`${base}/migration/:task_id/task`, async (req) => {
+  app.post(`${base}/migration/:task_id/task`, { schema: schemas.configure, bodyLimit: SMALL }, async (req) => {
     const task = await taskOf(req);
-    const b = body(req);
-    const method = requiredEnum(b, 'migration_method', MIGRATION_METHODS);
-    const resumeMode = requiredEnum(b, 'resume_mode', RESUME_MODES);
-    const bandwidthLimitMb = optionalBandwidth(b);
-    const source = resolveEndpoint(req.projectId, 'source_instance', endpointBody(b, 'source_instance'));
-    const target = resolveEndpoint(req.projectId, 'target_instance', endpointBody(b, 'target_instance'));
-    // Extension: what a write the target refuses for good does (default: fail the task).
-    const writeErrorPolicy = optionalEnum(b, 'write_error_policy', ['fail', 'skip'] as const) ?? 'fail';
-    const started = await inState(() => manager.configure(task, { method, resumeMode, bandwidthLimitMb, source, target, writeErrorPolicy }));
+    const b = req.body as {
+      migration_method: MigrationMethodName;
+      resume_mode: ResumeMode;
+      bandwidth_limit_mb?: unknown;
+      source_instance: EndpointBody;
+      target_instance: EndpointBody;
+      write_error_policy?: 'fail' | 'skip' | null;
+      drop_flush?: boolean | null;
+      target_conflict?: 'fail' | 'replace' | 'purge-first' | null;
+    };
+    const source = await resolveEndpoint(req.projectId, 'source_instance', b.source_instance);
+    const target = await resolveEndpoint(req.projectId, 'target_instance', b.target_instance);
+    // The obvious case at once; other spellings of one server (a name, a proxy, a replica) are
+    // found by the worker's preflight (run_id, replication id, node ids) before it writes.
+    const sourceAddrs = new Set(source.addrs.split(',').map(normalizeAddress));
+    const shared = target.addrs.split(',').map(normalizeAddress).find((a) => sourceAddrs.has(a));
+    if (shared !== undefined) throw Errors.invalidParameter('target_instance', `It names the same server as source_instance (${shared}): a migration into itself would replay its own writes forever.`);
+    const started = await inState(() =>
+      manager.configure(task, {
+        method: b.migration_method,
+        resumeMode: b.resume_mode,
+        bandwidthLimitMb: bandwidthOf(b.bandwidth_limit_mb),
+        source,
+        target,
+        // Extensions: a refused write fails the task by default; FLUSHes are forwarded unless
+        // dropped; a non-empty target is refused unless the task says what to do with it.
+        writeErrorPolicy: b.write_error_policy ?? 'fail',
+        dropFlush: b.drop_flush ?? false,
+        targetConflict: b.target_conflict ?? 'fail',
+      }),
+    );
     return { id: started.id, name: started.name, status: started.status, error: '' };
   });
 
   // 1. CreateMigrationTask: a backup-file import (online tasks are created by op 2).
-  app.post(`${base}/migration-task`, async (req) => {
-    const b = body(req);
-    const name = requiredString(b, 'task_name', { max: 64 });
-    const type = requiredEnum(b, 'migration_type', MIGRATION_TYPES);
-    const method = requiredEnum(b, 'migration_method', MIGRATION_METHODS);
-    if (type === 'online_migration') {
+  app.post(`${base}/migration-task`, { schema: schemas.createImport, bodyLimit: IMPORT }, async (req) => {
+    const b = req.body as {
+      task_name: string;
+      description?: string | null;
+      migration_type: 'backupfile_import' | 'online_migration';
+      migration_method: MigrationMethodName;
+      target_instance: EndpointBody;
+      backup_files: { file_source?: 'self_build_obs' | 'backup_record' | null; bucket_name?: string | null; backup_id?: string | null; files?: { file_name: string }[] | null };
+    };
+    if (b.migration_type === 'online_migration') {
       throw Errors.invalidValue('migration_type', 'Online migration tasks are created with POST /v2/{project_id}/migration/instance.');
     }
-    const target = resolveEndpoint(req.projectId, 'target_instance', endpointBody(b, 'target_instance'));
-    const files = requiredObject(b, 'backup_files');
-    const fileSource = optionalEnum(files, 'file_source', ['self_build_obs', 'backup_record'] as const) ?? 'self_build_obs';
-    const list = files.files;
-    if (list !== undefined && list !== null && !Array.isArray(list)) throw Errors.invalidParameter('backup_files.files', 'It must be an array.');
-    const names = ((list ?? []) as unknown[]).map((f, i) => {
-      if (f === null || typeof f !== 'object') throw Errors.invalidParameter(`backup_files.files[${i}]`, 'It must be an object.');
-      return requiredString(f as JsonObject, 'file_name', { max: 1024, path: `backup_files.files[${i}].file_name` });
-    });
-    const bucketName = optionalString(files, 'bucket_name', { max: 255, path: 'backup_files.bucket_name' });
-    const backupId = optionalString(files, 'backup_id', { max: 255, path: 'backup_files.backup_id' });
-    if (fileSource === 'self_build_obs' && (!bucketName || names.length === 0)) {
-      throw Errors.invalidParameter(bucketName ? 'backup_files.files' : 'backup_files.bucket_name', 'An OBS import needs bucket_name and files.');
-    }
-    if (fileSource === 'backup_record' && !backupId) throw Errors.invalidParameter('backup_files.backup_id', 'A backup_record import needs backup_id.');
+    const target = await resolveEndpoint(req.projectId, 'target_instance', b.target_instance);
+    const files = b.backup_files;
     const now = new Date().toISOString();
     const task: Task = {
       id: TaskManager.newId(),
       projectId: req.projectId,
-      name,
-      description: optionalString(b, 'description', { max: 1024 }) ?? '',
+      name: b.task_name,
+      description: b.description ?? '',
       migrationType: 'backupfile_import',
-      migrationMethod: method,
+      migrationMethod: b.migration_method,
       resumeMode: 'manual',
       bandwidthLimitMb: null,
       networkType: null,
@@ -181,62 +222,55 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
       createdAt: now,
       updatedAt: now,
       stopRequested: false,
-      backupFiles: { fileSource, bucketName, files: names, backupId },
+      backupFiles: { fileSource: files.file_source ?? 'self_build_obs', bucketName: files.bucket_name ?? null, files: (files.files ?? []).map((f) => f.file_name), backupId: files.backup_id ?? null },
     };
     await store.createTask(task);
+    req.auditTaskIds.push(task.id);
     await manager.startImport(task);
     const current = (await store.getTask(req.projectId, task.id)) ?? task;
     return { id: current.id, name: current.name, status: current.status, error: current.error ?? '' };
   });
 
   // Ferry extension: verify a task's source and target (POST starts, GET reads).
-  app.post(`${base}/migration-task/:task_id/verify`, async (req) => {
+  app.post(`${base}/migration-task/:task_id/verify`, { schema: schemas.startVerify, bodyLimit: SMALL, config: { optionalBody: true } }, async (req) => {
     const task = await taskOf(req);
-    const b = body(req, true);
-    const rounds = optionalPositive(b, 'rounds', 1, 20) ?? 1;
-    const tolerance = optionalPositive(b, 'ttl_tolerance_ms', 0, 3_600_000) ?? 2000;
-    const started = await inState(() => manager.startVerify(task, rounds, tolerance));
+    const b = req.body as { rounds?: number | null; ttl_tolerance_ms?: number | null };
+    const started = await inState(() => manager.startVerify(task, b.rounds ?? 1, b.ttl_tolerance_ms ?? 2000));
     return verificationView(started);
   });
 
-  app.get(`${base}/migration-task/:task_id/verify`, async (req) => verificationView(await taskOf(req)));
+  app.get(`${base}/migration-task/:task_id/verify`, { schema: schemas.showVerify }, async (req) => verificationView(await taskOf(req)));
 
   // 4. ListMigrationTask
-  app.get(`${base}/migration-tasks`, async (req) => {
-    const q = req.query as Record<string, unknown>;
-    const offset = queryInt(q, 'offset', { min: 0, max: Number.MAX_SAFE_INTEGER, fallback: 0 });
-    const limit = queryInt(q, 'limit', { min: 1, max: 1000, fallback: 10 });
-    const name = typeof q.name === 'string' && q.name !== '' ? q.name : undefined;
-    const { total, tasks } = await store.listTasks(req.projectId, { offset, limit, name });
+  app.get(`${base}/migration-tasks`, { schema: schemas.list }, async (req) => {
+    const q = req.query as { offset: number; limit: number; name?: string };
+    const { total, tasks } = await store.listTasks(req.projectId, { offset: q.offset, limit: q.limit, name: q.name || undefined });
     return { count: total, migration_tasks: tasks.map(taskListItem) };
   });
 
   // 5. ShowMigrationTask
-  app.get(`${base}/migration-task/:task_id`, async (req) => taskDetail(await taskOf(req)));
+  app.get(`${base}/migration-task/:task_id`, { schema: schemas.show }, async (req) => taskDetail(await taskOf(req)));
 
   // 6. ShowMigrationTaskStats
-  app.get(`${base}/migration-task/:task_id/stats`, async (req) => {
+  app.get(`${base}/migration-task/:task_id/stats`, { schema: schemas.stats }, async (req) => {
     const task = await taskOf(req);
     return taskStats(task, manager.stats(task));
   });
 
   // 7. ListMigrationTaskLogs
-  app.get(`${base}/migration-task/:task_id/logs`, async (req) => {
+  app.get(`${base}/migration-task/:task_id/logs`, { schema: schemas.logs }, async (req) => {
     const task = await taskOf(req);
-    const q = req.query as Record<string, unknown>;
-    const offset = queryInt(q, 'offset', { min: 0, max: Number.MAX_SAFE_INTEGER, fallback: 0 });
-    const limit = queryInt(q, 'limit', { min: 0, max: 1000, fallback: 10 });
-    const level = optionalEnum(q as JsonObject, 'log_level', LOG_LEVELS) ?? undefined;
-    const { total, logs } = await store.listLogs(task.id, { offset, limit, level });
+    const q = req.query as { offset: number; limit: number; log_level?: LogLevel };
+    const { total, logs } = await store.listLogs(task.id, { offset: q.offset, limit: q.limit, level: q.log_level });
     return { log_num: total, migration_logs: logs.map(logView) };
   });
 
   // 8. UpdateMigrationTask: resume mode (and, as a Ferry extension, the bandwidth limit).
-  app.put(`${base}/migration-task/:task_id`, async (req) => {
+  app.put(`${base}/migration-task/:task_id`, { schema: schemas.update, bodyLimit: SMALL }, async (req) => {
     const task = await taskOf(req);
-    const b = body(req);
-    const resumeMode = optionalEnum(b, 'resume_mode', RESUME_MODES);
-    const bandwidth = optionalBandwidth(b);
+    const b = req.body as { resume_mode?: ResumeMode | null; bandwidth_limit_mb?: unknown };
+    const resumeMode = b.resume_mode ?? null;
+    const bandwidth = bandwidthOf(b.bandwidth_limit_mb);
     if (resumeMode === null && bandwidth === null) throw Errors.invalidParameter('resume_mode', 'Nothing to update.');
     if (resumeMode !== null) task.resumeMode = resumeMode;
     if (bandwidth !== null) task.bandwidthLimitMb = bandwidth;
@@ -248,13 +282,13 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
   });
 
   // 9. StopMigrationTask: asynchronous, answers with the task.
-  app.post(`${base}/migration-task/:task_id/stop`, async (req) => {
+  app.post(`${base}/migration-task/:task_id/stop`, { schema: schemas.stop, bodyLimit: SMALL }, async (req) => {
     const task = await taskOf(req);
     return taskDetail(await inState(() => manager.stop(task)));
   });
 
   // 10. StopMigrationTaskSync: 204 once stopped.
-  app.post(`${base}/migration-task/:task_id/sync-stop`, async (req, reply) => {
+  app.post(`${base}/migration-task/:task_id/sync-stop`, { schema: schemas.syncStop, bodyLimit: SMALL }, async (req, reply) => {
     const task = await taskOf(req);
     await inState(() => manager.stop(task));
     await manager.waitUntilStopped(task.id);
@@ -262,16 +296,16 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
   });
 
   // 11. BatchStopMigrationTasks
-  app.post(`${base}/migration-task/batch-stop`, async (req) => {
-    const ids = requiredStringArray(body(req), 'migration_tasks');
+  app.post(`${base}/migration-task/batch-stop`, { schema: schemas.batchStop, bodyLimit: LISTS }, async (req) => {
+    const { migration_tasks: ids } = req.body as { migration_tasks: string[] };
     const results = [];
     for (const id of ids) results.push(await batchOne(req.projectId, id, (t) => manager.stop(t)));
     return { migration_tasks: results };
   });
 
   // 12. BatchRestartOnlineMigrationTasks
-  app.post(`${base}/migration-tasks/batch-restart`, async (req) => {
-    const ids = requiredStringArray(body(req), 'migration_tasks', { max: 50 });
+  app.post(`${base}/migration-tasks/batch-restart`, { schema: schemas.batchRestart, bodyLimit: LISTS }, async (req) => {
+    const { migration_tasks: ids } = req.body as { migration_tasks: string[] };
     const results = [];
     for (const id of ids) results.push(await batchOne(req.projectId, id, (t) => manager.restart(t)));
     return { migration_tasks: results };
@@ -290,24 +324,44 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
   }
 
   // 13. DeleteMigrationTask (DELETE with a body); unknown ids are ignored.
-  app.delete(`${base}/migration-tasks/delete`, async (req) => {
-    const ids = requiredStringArray(body(req), 'task_id_list');
+  app.delete(`${base}/migration-tasks/delete`, { schema: schemas.delete, bodyLimit: LISTS }, async (req) => {
+    const { task_id_list: ids } = req.body as { task_id_list: string[] };
     const deleted = await manager.delete(req.projectId, ids);
     return { task_id_list: deleted };
   });
 
   // 14, 15. IP exchange: not offered by Ferry (yet).
-  for (const op of ['exchange-ip', 'rollback-ip']) {
-    app.post(`${base}/migration-task/:task_id/${op}`, async (req) => {
+  for (const [op, schema] of [['exchange-ip', schemas.exchangeIp], ['rollback-ip', schemas.rollbackIp]] as const) {
+    app.post(`${base}/migration-task/:task_id/${op}`, { schema, bodyLimit: SMALL }, async (req) => {
       await taskOf(req);
       throw Errors.notSupported(`${op} is not supported by this Ferry version yet: switch clients to the target yourself once the lag is 0.`);
     });
   }
 
   // ShowJobInfo
-  app.get(`${base}/jobs/:job_id`, async (req) => {
+  app.get(`${base}/jobs/:job_id`, { schema: schemas.job }, async (req) => {
     const job = await store.getJob(req.projectId, params(req).job_id ?? '');
     if (!job) throw Errors.jobNotFound();
     return jobView(job);
+  });
+
+  // Ferry extension: the audit log of the project's mutating calls.
+  app.get(`${base}/audit-logs`, { schema: schemas.audit }, async (req) => {
+    const q = req.query as { offset: number; limit: number };
+    const { total, entries } = await store.listAudit(req.projectId, q);
+    return {
+      count: total,
+      audit_logs: entries.map((e) => ({
+        time: e.time,
+        request_id: e.requestId,
+        actor: e.actor,
+        source_ip: e.sourceIp,
+        operation: e.operation,
+        method: e.method,
+        task_ids: e.taskIds,
+        http_status: e.httpStatus,
+        error_code: e.errorCode,
+      })),
+    };
   });
 }

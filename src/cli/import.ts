@@ -7,11 +7,13 @@ import { DbMapper } from '../engine/db-map.js';
 import { localDirectoryFiles, s3Files } from '../import/sources.js';
 import type { BackupFile } from '../import/backup.js';
 import { formatBytes } from './progress.js';
+import { resolvePassword } from './passwords.js';
 
 export interface ImportCommandOptions {
   target: string;
   targetUser?: string;
   targetPassword?: string;
+  targetPasswordFile?: string;
   json?: boolean;
   s3Bucket?: string;
   s3Endpoint?: string;
@@ -34,7 +36,7 @@ function line(p: BackupImportProgress): string {
  * then name objects; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
  */
 export async function importCommand(files: string[], opts: ImportCommandOptions): Promise<number> {
-  const password = opts.targetPassword ?? process.env.FERRY_TARGET_PASSWORD;
+  const password = resolvePassword('target', { password: opts.targetPassword, passwordFile: opts.targetPasswordFile });
   const target = opts.target.split(',').map((a) => parseEndpoint(a, { user: opts.targetUser, password }));
   const logger = pino({ level: opts.logLevel ?? 'warn', base: undefined }, pino.destination(2));
   let backupFiles: BackupFile[];

@@ -4,6 +4,8 @@ import { DbMapper } from '../engine/db-map.js';
 import { Migration, type MigrationMethod } from '../engine/migration.js';
 import type { MigrationProgress } from '../engine/stats.js';
 import { progressLine } from './progress.js';
+import { resolvePassword } from './passwords.js';
+import { TARGET_CONFLICT_POLICIES, type TargetConflictPolicy } from '../engine/preflight.js';
 
 export interface MigrateCommandOptions {
   source: string;
@@ -26,6 +28,9 @@ export interface MigrateCommandOptions {
   bandwidthLimit?: string;
   checkpoint?: string;
   onWriteError?: string;
+  sourcePasswordFile?: string;
+  targetPasswordFile?: string;
+  targetConflict?: string;
 }
 
 const METHODS: Record<string, MigrationMethod> = {
@@ -45,6 +50,12 @@ function parsePolicy(text: string | undefined): 'skip' | 'fail' {
   if (text === undefined || text === 'skip') return 'skip';
   if (text === 'fail') return 'fail';
   throw new Error(`invalid --on-write-error "${text}": use skip or fail`);
+}
+
+export function parseTargetConflict(text: string | undefined): TargetConflictPolicy {
+  if (text === undefined) return 'fail';
+  if ((TARGET_CONFLICT_POLICIES as readonly string[]).includes(text)) return text as TargetConflictPolicy;
+  throw new Error(`invalid --target-conflict "${text}": use fail, replace or purge-first`);
 }
 
 function parseResume(text: string | undefined): 'auto' | 'manual' {
@@ -70,8 +81,9 @@ function endpointsFrom(addrs: string, user: string | undefined, password: string
 /** `ferry migrate`: runs one migration in the foreground and exits with its outcome. */
 export async function migrateCommand(opts: MigrateCommandOptions): Promise<number> {
   const method = parseMethod(opts.method);
-  const source = endpointsFrom(opts.source, opts.sourceUser, opts.sourcePassword ?? process.env.FERRY_SOURCE_PASSWORD);
-  const target = endpointsFrom(opts.target, opts.targetUser, opts.targetPassword ?? process.env.FERRY_TARGET_PASSWORD);
+  const targetConflict = parseTargetConflict(opts.targetConflict);
+  const source = endpointsFrom(opts.source, opts.sourceUser, resolvePassword('source', { password: opts.sourcePassword, passwordFile: opts.sourcePasswordFile }));
+  const target = endpointsFrom(opts.target, opts.targetUser, resolvePassword('target', { password: opts.targetPassword, passwordFile: opts.targetPasswordFile }));
   const logger: Logger = pino({ level: opts.logLevel ?? 'warn', base: undefined }, pino.destination(2));
   const migration = new Migration({
     source,
@@ -87,6 +99,7 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     bandwidthLimitMb: parseBandwidth(opts.bandwidthLimit),
     checkpointKey: opts.checkpoint ? `__ferry:checkpoint:${opts.checkpoint}` : undefined,
     writeErrorPolicy: parsePolicy(opts.onWriteError),
+    targetConflict,
   });
 
   const tty = process.stderr.isTTY && !opts.json;

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { CredentialRegistry, loadOrCreateGeneratedCredential } from '../api/auth/credentials.js';
@@ -8,6 +8,8 @@ import { loadServiceConfig } from '../config/service-config.js';
 import { TaskManager } from '../tasks/manager.js';
 import { SecretBox } from '../tasks/secrets.js';
 import { SqliteTaskStore } from '../tasks/sqlite-store.js';
+import { makeAddressPolicy, type AddressPolicySpec } from '../common/address-policy.js';
+import type { Task } from '../tasks/model.js';
 
 export interface ServeOptions {
   listen: string;
@@ -22,11 +24,27 @@ function parseListen(text: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port: Number(m[3]) };
 }
 
+/** `host:port` of an http(s) URL (the object store's endpoint). */
+function hostPortOf(url: string): string | null {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || (u.protocol === 'https:' ? '443' : '80')}`;
+  } catch {
+    return null;
+  }
+}
+
 /** `ferry serve`: the migration service, until SIGINT/SIGTERM. */
 export async function serveCommand(opts: ServeOptions): Promise<void> {
   const { host, port } = parseListen(opts.listen);
   const dataDir = path.resolve(opts.dataDir);
+  // Everything the service (and its workers) creates is the owner's only: the database, the
+  // key, spooled backups.
+  process.umask(0o077);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // An existing data dir keeps whatever mode it had unless told: it holds the key to every
+  // stored password.
+  chmodSync(dataDir, 0o700);
   const logger = pino({ level: opts.logLevel ?? 'info', base: undefined });
   const config = loadServiceConfig(opts.config);
 
@@ -46,16 +64,38 @@ export async function serveCommand(opts: ServeOptions): Promise<void> {
     }
   }
 
+  // The address policy: `registered` by default once several projects share the service (one
+  // must not be able to aim Ferry at another's servers), `any` for a single project.
+  const projects = new Set([...akSk, ...config.tokens].map((c) => c.projectId));
+  const policyConfig = config.addressPolicy ?? { mode: projects.size > 1 ? ('registered' as const) : ('any' as const), allow: [] };
+  if (policyConfig.mode === 'any') {
+    const line = 'address policy "any": tasks may reach every address this host can (set "addressPolicy" in the config to restrict them)';
+    logger.warn(line);
+    process.stderr.write(`ferry: warning: ${line}\n`);
+  }
+  const instances = new InstanceRegistry(config.instances);
+  const objectStoreAddress = config.objectStore?.endpoint ? hostPortOf(config.objectStore.endpoint) : null;
+  // What a task's worker may reach: under `registered`, its project's instances (and the
+  // configured object store) plus any `allow` rules.
+  const workerPolicy = (task: Task): AddressPolicySpec | undefined => {
+    if (policyConfig.mode === 'any') return undefined;
+    if (policyConfig.mode === 'allow') return { mode: 'allow', allow: policyConfig.allow, registered: [] };
+    return { mode: 'registered', allow: policyConfig.allow, registered: [...instances.addressesOf(task.projectId), ...(objectStoreAddress ? [objectStoreAddress] : [])] };
+  };
+
   const store = SqliteTaskStore.open(path.join(dataDir, 'ferry.db'));
   const secrets = SecretBox.loadOrCreate(dataDir);
-  const manager = new TaskManager(store, secrets, logger, { buckets: config.buckets, objectStore: config.objectStore, backupsDir: config.backupsDir });
+  const manager = new TaskManager(store, secrets, logger, { buckets: config.buckets, objectStore: config.objectStore, backupsDir: config.backupsDir }, { workerPolicy, firstConnectTimeoutMs: config.firstConnectTimeoutSeconds * 1000 });
   const app = await buildServer({
     store,
     manager,
     secrets,
     credentials: new CredentialRegistry(akSk, config.tokens),
-    instances: new InstanceRegistry(config.instances),
+    instances,
     logger,
+    addressPolicy: makeAddressPolicy({ mode: policyConfig.mode, allow: policyConfig.allow, registered: [] }),
+    rateLimit: config.rateLimit,
+    requireSignedHost: config.requireSignedHost,
   });
   await manager.recover();
   await app.listen({ host, port });

@@ -1,6 +1,7 @@
 import { parseEndpoint } from '../common/endpoint.js';
 import { DbMapper } from '../engine/db-map.js';
 import { verifyDeployments, type VerifyReport } from '../verify/index.js';
+import { resolvePassword } from './passwords.js';
 
 export interface VerifyCommandOptions {
   source: string;
@@ -9,6 +10,8 @@ export interface VerifyCommandOptions {
   sourcePassword?: string;
   targetUser?: string;
   targetPassword?: string;
+  sourcePasswordFile?: string;
+  targetPasswordFile?: string;
   rounds?: string;
   ttlToleranceMs?: string;
   json?: boolean;
@@ -39,8 +42,8 @@ function summary(r: VerifyReport): string {
  * (value, type, TTL, stream groups, functions). Exit code 0 only when nothing differs.
  */
 export async function verifyCommand(opts: VerifyCommandOptions): Promise<number> {
-  const source = opts.source.split(',').map((a) => parseEndpoint(a, { user: opts.sourceUser, password: opts.sourcePassword ?? process.env.FERRY_SOURCE_PASSWORD }));
-  const target = opts.target.split(',').map((a) => parseEndpoint(a, { user: opts.targetUser, password: opts.targetPassword ?? process.env.FERRY_TARGET_PASSWORD }));
+  const source = opts.source.split(',').map((a) => parseEndpoint(a, { user: opts.sourceUser, password: resolvePassword('source', { password: opts.sourcePassword, passwordFile: opts.sourcePasswordFile }) }));
+  const target = opts.target.split(',').map((a) => parseEndpoint(a, { user: opts.targetUser, password: resolvePassword('target', { password: opts.targetPassword, passwordFile: opts.targetPasswordFile }) }));
   const report = await verifyDeployments({
     source,
     target,

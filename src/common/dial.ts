@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { AddressPolicyError, addressPolicy, resolveAllowed } from './address-policy.js';
 
 /** Where to open a socket: the address part of an Endpoint. */
 export interface DialTarget {
@@ -23,10 +24,15 @@ export class DialError extends Error {
  * writers, probes, verification): the one place where the transport is chosen, so that what
  * applies to every connection (TLS, which addresses may be reached) is decided once.
  */
-export function dial(target: DialTarget, options: DialOptions): Promise<net.Socket> {
+export async function dial(target: DialTarget, options: DialOptions): Promise<net.Socket> {
+  // The address policy (src/common/address-policy.ts): resolved and checked at every dial, and
+  // the socket goes to the very IP that was checked.
+  const host = await resolveAllowed(addressPolicy(), target.host, target.port).catch((e: Error) => {
+    throw new DialError(e instanceof AddressPolicyError ? e.message : `address check failed: ${e.message}`);
+  });
   return new Promise<net.Socket>((resolve, reject) => {
     // net.Socket passes stream options through to Duplex; @types/node just does not list them.
-    const connectOpts: net.TcpNetConnectOpts & { writableHighWaterMark?: number } = { host: target.host, port: target.port };
+    const connectOpts: net.TcpNetConnectOpts & { writableHighWaterMark?: number } = { host, port: target.port };
     if (options.writableHighWaterMark !== undefined) connectOpts.writableHighWaterMark = options.writableHighWaterMark;
     const socket = net.connect(connectOpts);
     const timer = setTimeout(() => {

@@ -3,18 +3,63 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { AkSkCredential, TokenCredential } from '../api/auth/credentials.js';
 import type { RegisteredInstance } from '../api/instances.js';
+import { parseAllowRule, type AddressPolicyMode } from '../common/address-policy.js';
 
 /** What `ferry serve --config FILE` reads (JSON or YAML). */
 export interface ServiceConfig {
   akSk: AkSkCredential[];
   tokens: TokenCredential[];
   instances: RegisteredInstance[];
-  /** Backup import: bucket name → local directory (the embedded default object store). */
-  buckets: Record<string, string>;
+  /**
+   * Backup import: bucket name → local directory (the embedded default object store). A Map:
+   * bucket names come from API users, and "constructor" or "__proto__" must find nothing.
+   */
+  buckets: Map<string, string>;
   /** Backup import from an S3-compatible store (OBS, MinIO, AWS S3). */
   objectStore: { endpoint?: string; region?: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle?: boolean } | null;
   /** Backup import by `backup_id`: <backupsDir>/<backup_id>/. */
   backupsDir: string | null;
+  /**
+   * Which addresses tasks may reach. Null: the default, `registered` when the credentials
+   * belong to more than one project, else `any` (with a warning at start).
+   */
+  addressPolicy: { mode: AddressPolicyMode; allow: string[] } | null;
+  /** Requests per access key (or per client IP before authentication) in each window. */
+  rateLimit: { max: number; timeWindowMs: number };
+  /** resume_mode auto: a task that has never connected fails after this long. */
+  firstConnectTimeoutSeconds: number;
+  /** Refuse AK/SK signatures that do not cover the Host header (old Go SDKs did not sign it). */
+  requireSignedHost: boolean;
+}
+
+export const DEFAULT_RATE_LIMIT = { max: 600, timeWindowMs: 60_000 };
+export const DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS = 300;
+
+function positiveInt(file: string, where: string, v: unknown, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(file, `${where} must be a positive integer`);
+  return v;
+}
+
+function addressPolicyOf(file: string, v: unknown): ServiceConfig['addressPolicy'] {
+  if (v === undefined || v === null) return null;
+  const modes: AddressPolicyMode[] = ['any', 'allow', 'registered'];
+  const o = typeof v === 'string' ? { mode: v } : v;
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) fail(file, '"addressPolicy" must be "any", "registered", or {"mode": ..., "allow": [CIDR[:ports], ...]}');
+  const { mode, allow } = o as { mode?: unknown; allow?: unknown };
+  const m = mode ?? (allow !== undefined ? 'allow' : undefined);
+  if (typeof m !== 'string' || !modes.includes(m as AddressPolicyMode)) fail(file, `addressPolicy.mode must be one of ${modes.join(', ')}`);
+  if (allow !== undefined && (!Array.isArray(allow) || allow.some((r) => typeof r !== 'string'))) fail(file, 'addressPolicy.allow must be an array of "CIDR[:port[-port]]" strings');
+  const rules = (allow ?? []) as string[];
+  for (const r of rules) {
+    try {
+      parseAllowRule(r);
+    } catch (e) {
+      fail(file, `addressPolicy.allow: ${(e as Error).message}`);
+    }
+  }
+  if (m === 'allow' && rules.length === 0) fail(file, 'addressPolicy "allow" needs at least one rule in "allow"');
+  return { mode: m as AddressPolicyMode, allow: rules };
 }
 
 function fail(file: string, what: string): never {
@@ -36,7 +81,18 @@ function stringField(file: string, where: string, o: Record<string, unknown>, na
  * FERRY_PROJECT_ID when those are set. Errors name the file and the entry, never a secret.
  */
 export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): ServiceConfig {
-  const config: ServiceConfig = { akSk: [], tokens: [], instances: [], buckets: {}, objectStore: null, backupsDir: null };
+  const config: ServiceConfig = {
+    akSk: [],
+    tokens: [],
+    instances: [],
+    buckets: new Map(),
+    objectStore: null,
+    backupsDir: null,
+    addressPolicy: null,
+    rateLimit: { ...DEFAULT_RATE_LIMIT },
+    firstConnectTimeoutSeconds: DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS,
+    requireSignedHost: true,
+  };
   if (file) {
     let text: string;
     try {
@@ -80,7 +136,7 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
     if (buckets === null || typeof buckets !== 'object' || Array.isArray(buckets)) fail(file, '"buckets" must be an object of bucket name to directory');
     for (const [name, dir] of Object.entries(buckets as Record<string, unknown>)) {
       if (typeof dir !== 'string' || dir === '') fail(file, `buckets.${name} must be a directory path`);
-      config.buckets[name] = path.resolve(path.dirname(file), dir);
+      config.buckets.set(name, path.resolve(path.dirname(file), dir));
     }
     if (top.objectStore !== undefined && top.objectStore !== null) {
       const o = top.objectStore as Record<string, unknown>;
@@ -95,6 +151,17 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
     }
     const backups = stringField(file, 'config', top, 'backupsDir', false);
     if (backups) config.backupsDir = path.resolve(path.dirname(file), backups);
+    config.addressPolicy = addressPolicyOf(file, top.addressPolicy);
+    if (top.rateLimit !== undefined && top.rateLimit !== null) {
+      const r = top.rateLimit as Record<string, unknown>;
+      if (typeof r !== 'object') fail(file, '"rateLimit" must be {"max": N, "timeWindowMs": MS}');
+      config.rateLimit = { max: positiveInt(file, 'rateLimit.max', r.max, DEFAULT_RATE_LIMIT.max), timeWindowMs: positiveInt(file, 'rateLimit.timeWindowMs', r.timeWindowMs, DEFAULT_RATE_LIMIT.timeWindowMs) };
+    }
+    config.firstConnectTimeoutSeconds = positiveInt(file, 'firstConnectTimeoutSeconds', top.firstConnectTimeoutSeconds, DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS);
+    if (top.requireSignedHost !== undefined) {
+      if (typeof top.requireSignedHost !== 'boolean') fail(file, '"requireSignedHost" must be true or false');
+      config.requireSignedHost = top.requireSignedHost;
+    }
   }
   const { FERRY_AK: ak, FERRY_SK: sk, FERRY_PROJECT_ID: projectId } = env;
   if (ak || sk || projectId) {

@@ -21,6 +21,7 @@ import { emptySnapshotStats, emptyStreamStats, type Checkpoint, type MigrationPh
 import { ClusterStreamBackend } from './stream/cluster-backend.js';
 import { StandaloneStreamBackend } from './stream/standalone-backend.js';
 import { StreamApplier } from './stream/stream-applier.js';
+import { PreflightError, preflight, type TargetConflictPolicy } from './preflight.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -72,6 +73,12 @@ export interface MigrationOptions {
   targetReplyTimeoutMs?: number;
   /** Called once the first write reaches the target (the task records that it has written). */
   onFirstWrite?: () => void;
+  /**
+   * Keys already on the target before a full sync: 'fail' refuses (naming the dbs and counts),
+   * 'replace' writes over them, 'purge-first' empties the target first. Absent: no check (the
+   * callers, CLI and service, always say). Source and target being one server is refused always.
+   */
+  targetConflict?: TargetConflictPolicy;
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
@@ -203,7 +210,7 @@ export class Migration extends EventEmitter {
           this.failure = reason;
           this.setPhase('failed');
           logger.error({ reason }, 'migration failed');
-          throw new Error(reason);
+          throw e instanceof PreflightError ? e : new Error(reason);
         }
         // The target went away (restart, network): wait for it, then start again. With
         // checkpoints on the target the shards resume exactly where the target stands;
@@ -264,6 +271,9 @@ export class Migration extends EventEmitter {
       const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
       const checkpoints = await this.readCheckpoints(target, masters);
       const priorWrites = restarted || this.options.priorWrites === true;
+      // Before anything is written (src/engine/preflight.ts). A restarted attempt, a task that
+      // wrote before, or a resume from checkpoints finds its own keys on the target: no conflict check then.
+      await preflight({ source, target: targetDeployment, opened: target, conflict: priorWrites || checkpoints.some((c) => c !== null) ? null : (this.options.targetConflict ?? null), logger });
       this.shards = masters.map((master, i) => this.makeShard(master, i, target, flow, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), priorWrites));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();

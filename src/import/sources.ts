@@ -4,6 +4,9 @@
  * never held whole.
  */
 import { realpathSync, statSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { LookupFunction } from 'node:net';
 import { open as openFd, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -149,6 +152,8 @@ export interface ObjectStoreConfig {
   secretAccessKey?: string;
   /** bucket in the path (http://host/bucket/key) instead of the host name; needed by most non-AWS stores. */
   forcePathStyle?: boolean;
+  /** Name resolution for the store's connections (the service's address policy). */
+  lookup?: LookupFunction;
 }
 
 /** How many times a download that breaks is resumed from the byte where it broke. */
@@ -308,6 +313,7 @@ export function s3Files(config: ObjectStoreConfig, bucket: string, names: readon
     ...(config.accessKeyId !== undefined && config.secretAccessKey !== undefined
       ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } }
       : {}),
+    ...(config.lookup !== undefined ? { requestHandler: { httpAgent: new http.Agent({ lookup: config.lookup, keepAlive: true }), httpsAgent: new https.Agent({ lookup: config.lookup, keepAlive: true }) } } : {}),
   };
   const client = new S3Client(options);
   const secrets = [config.secretAccessKey ?? '', config.accessKeyId ?? ''];

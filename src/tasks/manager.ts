@@ -10,12 +10,34 @@ import type { FromWorker, ImportFiles } from './worker-protocol.js';
 import type { BackupImportProgress } from '../engine/backup-import.js';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import type { AddressPolicySpec } from '../common/address-policy.js';
 
 /** Where backup files come from: local directories named as buckets, an object store, a backups dir. */
 export interface ImportConfig {
-  buckets: Record<string, string>;
+  /** A Map, never a plain object: bucket names come from API users ("constructor", "__proto__"). */
+  buckets: ReadonlyMap<string, string>;
   objectStore: { endpoint?: string; region?: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle?: boolean } | null;
   backupsDir: string | null;
+}
+
+export interface ManagerOptions {
+  /** The address policy a task's worker enforces (undefined: any address). */
+  workerPolicy?: (task: Task) => AddressPolicySpec | undefined;
+  /** resume_mode auto: a task that has never connected fails after this long (default 5 min). */
+  firstConnectTimeoutMs?: number;
+}
+
+/**
+ * A reason for a task's `error`, in the user's terms: configured directories (server paths)
+ * become the bucket or backup they stand for, and any other absolute path is cut to its name.
+ */
+export function userFacingReason(reason: string, places: readonly { dir: string; label: string }[]): string {
+  let out = reason;
+  for (const p of [...places].sort((a, b) => b.dir.length - a.dir.length)) {
+    if (p.dir === '' || p.dir === '/') continue;
+    out = out.split(`${p.dir}/`).join(`${p.label}: `).split(p.dir).join(p.label);
+  }
+  return out.replace(/(^|[\s'"(=])(\/[^\s'"),]*\/)([^\s'"),/]+)/g, (_m, lead: string, _dir: string, base: string) => `${lead}${base}`);
 }
 
 /** A task operation refused because of the task's state (DCS.4957). */
@@ -37,10 +59,18 @@ interface Running {
   restarts: number;
   streamBase: number | null;
   importProgress: BackupImportProgress | null;
+  /** The last "worker crashed" message, for the task's error when no outcome came. */
+  crash?: string;
+  /** The worker reported a failure that a restart cannot fix. */
+  permanent?: boolean;
+  /** A backup-file import (its outcome is recorded as an import's). */
+  isImport?: boolean;
 }
 
 export interface ConfigureInput {
   writeErrorPolicy: 'fail' | 'skip';
+  dropFlush?: boolean;
+  targetConflict?: 'fail' | 'replace' | 'purge-first';
   method: MigrationMethodName;
   resumeMode: ResumeMode;
   bandwidthLimitMb: number | null;
@@ -66,7 +96,8 @@ export class TaskManager {
     private readonly store: TaskStore,
     private readonly secrets: SecretBox,
     private readonly logger: Logger,
-    private readonly imports: ImportConfig = { buckets: {}, objectStore: null, backupsDir: null },
+    private readonly imports: ImportConfig = { buckets: new Map(), objectStore: null, backupsDir: null },
+    private readonly options: ManagerOptions = {},
   ) {}
 
   private readonly verifications = new Map<string, TaskRunner>();
@@ -97,6 +128,10 @@ export class TaskManager {
       resumeMode: input.resumeMode,
       bandwidthLimitMb: input.bandwidthLimitMb,
       writeErrorPolicy: input.writeErrorPolicy,
+      dropFlush: input.dropFlush ?? false,
+      targetConflict: input.targetConflict ?? 'fail',
+      startedAt: new Date().toISOString(),
+      connectedAt: null,
       source: input.source,
       target: input.target,
       error: null,
@@ -142,6 +177,7 @@ export class TaskManager {
     task.error = null;
     task.stopRequested = false;
     task.updatedAt = new Date().toISOString();
+    task.startedAt = task.updatedAt;
     await this.store.updateTask(task);
     await this.log(task.id, 'INFO', 'RESTART', 'restart requested');
     this.launch(task);
@@ -186,13 +222,13 @@ export class TaskManager {
     try {
       files = this.importFiles(spec);
     } catch (e) {
-      await this.fail(task.id, (e as Error).message);
+      await this.fail(task.id, this.importReason(spec, (e as Error).message));
       return;
     }
     const target = this.endpointOf(task.target);
     await this.log(task.id, 'INFO', 'IMPORT', `import of ${spec.files.join(', ') || spec.backupId} started`);
-    const runner = new TaskRunner({ type: 'start-import', taskId: task.id, files, target }, (m) => void this.onWorkerMessage(task.id, m));
-    const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts: 0, streamBase: null, importProgress: null };
+    const runner = new TaskRunner({ type: 'start-import', taskId: task.id, files, target, addressPolicy: this.options.workerPolicy?.(task) }, (m) => void this.onWorkerMessage(task.id, m));
+    const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts: 0, streamBase: null, importProgress: null, isImport: true };
     this.running.set(task.id, running);
     runner.launch();
     void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
@@ -207,10 +243,22 @@ export class TaskManager {
       return { kind: 'local', dir, names };
     }
     const bucket = spec.bucketName ?? '';
-    const local = this.imports.buckets[bucket];
-    if (local) return { kind: 'local', dir: local, names: spec.files };
+    const local = this.imports.buckets.get(bucket);
+    if (local !== undefined) return { kind: 'local', dir: local, names: spec.files };
     if (this.imports.objectStore) return { kind: 's3', config: this.imports.objectStore, bucket, names: spec.files };
-    throw new Error(`bucket ${bucket} is not configured (config "buckets" or "objectStore")`);
+    throw new Error(`bucket ${JSON.stringify(bucket)} is not configured (config "buckets" or "objectStore")`);
+  }
+
+  /** An import's failure in the user's terms: the bucket or backup, never a server path. */
+  private importReason(spec: BackupFilesSpec, reason: string): string {
+    const places: { dir: string; label: string }[] = [];
+    const bucketDir = spec.bucketName !== null ? this.imports.buckets.get(spec.bucketName) : undefined;
+    if (bucketDir !== undefined) places.push({ dir: bucketDir, label: `bucket ${spec.bucketName}` });
+    if (this.imports.backupsDir) {
+      if (spec.backupId) places.push({ dir: path.join(this.imports.backupsDir, spec.backupId), label: `backup ${spec.backupId}` });
+      places.push({ dir: this.imports.backupsDir, label: 'the backups directory' });
+    }
+    return userFacingReason(reason, places);
   }
 
   /** Starts a verification of the task's source and target in a worker (a Ferry extension). */
@@ -220,7 +268,7 @@ export class TaskManager {
     task.verification = { status: 'running', startedAt: new Date().toISOString(), finishedAt: null, report: null, error: null };
     await this.store.updateTask(task);
     const runner = new TaskRunner(
-      { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs },
+      { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs, addressPolicy: this.options.workerPolicy?.(task) },
       (m) => {
         if (m.type !== 'verify-done') return;
         void this.finishVerify(task.id, m.report, m.error);
@@ -265,7 +313,14 @@ export class TaskManager {
       return;
     }
     const runner = new TaskRunner(
-      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode, writeErrorPolicy: task.writeErrorPolicy ?? 'fail' },
+      {
+        type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode, writeErrorPolicy: task.writeErrorPolicy ?? 'fail',
+        dropFlush: task.dropFlush ?? false,
+        // Once the task has written to the target, what is there is its own: a later full sync
+        // (restart, recovery) replaces it instead of refusing.
+        targetConflict: task.connectedAt && (task.targetConflict ?? 'fail') === 'fail' ? 'replace' : (task.targetConflict ?? 'fail'),
+        addressPolicy: this.options.workerPolicy?.(task),
+      },
       (m) => void this.onWorkerMessage(task.id, m),
     );
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null, importProgress: null };
@@ -287,6 +342,7 @@ export class TaskManager {
     try {
       switch (m.type) {
         case 'log':
+          if (m.code === 'WORKER') running.crash = m.message;
           await this.log(taskId, m.level, m.code, m.message);
           return;
         case 'progress': {
@@ -298,7 +354,10 @@ export class TaskManager {
           if (!task) return;
           const status = this.statusFor(task, m.progress.phase);
           const now = Date.now();
-          if (status !== task.status || now - running.lastPersist > 5000) {
+          // Past connecting means past the preflight checks: the task is established.
+          const connectedNow = !task.connectedAt && (m.progress.phase === 'snapshot' || m.progress.phase === 'incremental');
+          if (connectedNow) task.connectedAt = new Date(now).toISOString();
+          if (connectedNow || status !== task.status || now - running.lastPersist > 5000) {
             running.lastPersist = now;
             task.stats = this.statsFrom(running);
             if (status !== task.status && task.status !== 'TERMINATING') task.status = status;
@@ -323,17 +382,18 @@ export class TaskManager {
         case 'verify-done':
           return;
         case 'finished': {
-          if (running.importProgress) {
+          if (m.permanent) running.permanent = true;
+          if (running.isImport) {
             const task = await this.store.getTaskById(taskId);
             if (!task) return;
-            task.stats = this.importStats(running.importProgress);
+            if (running.importProgress) task.stats = this.importStats(running.importProgress);
             task.updatedAt = new Date().toISOString();
             if (m.outcome === 'failed') {
-              task.error = m.reason;
-              await this.log(taskId, 'ERROR', 'FAILED', `import failed: ${m.reason}`);
+              task.error = task.backupFiles ? this.importReason(task.backupFiles, m.reason ?? 'the import failed') : m.reason;
+              await this.log(taskId, 'ERROR', 'FAILED', `import failed: ${task.error}`);
             } else {
               task.status = m.outcome === 'done' ? 'SUCCESS' : 'TERMINATED';
-              await this.log(taskId, 'INFO', task.status, `import ${m.outcome}: ${running.importProgress.keys} keys, ${running.importProgress.commands} commands`);
+              await this.log(taskId, 'INFO', task.status, `import ${m.outcome}: ${running.importProgress?.keys ?? 0} keys, ${running.importProgress?.commands ?? 0} commands`);
             }
             await this.store.updateTask(task);
             return;
@@ -373,12 +433,25 @@ export class TaskManager {
     }
     if (task.status === 'SUCCESS' || task.status === 'TERMINATED') return;
     if (task.migrationType === 'backupfile_import') {
-      await this.fail(taskId, task.error ?? `the import worker exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`);
+      const why = running.crash ?? running.runner.startError ?? `the import worker exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`;
+      await this.fail(taskId, task.error ?? (task.backupFiles ? this.importReason(task.backupFiles, why) : why));
       return;
     }
     const reason = running.runner.reportedOutcome
       ? (task.error ?? 'the migration ended unexpectedly')
-      : `the worker process exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`;
+      : (running.runner.startError ?? running.crash ?? `the worker process exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`);
+    if (running.permanent) {
+      await this.fail(taskId, reason);
+      return;
+    }
+    const firstConnectMs = this.options.firstConnectTimeoutMs ?? 300_000;
+    const startedAt = Date.parse(task.startedAt ?? task.createdAt);
+    if (task.resumeMode === 'auto' && !task.connectedAt && Date.now() - startedAt >= firstConnectMs) {
+      // Auto mode is for keeping an established migration alive, not for knocking forever on
+      // an address that never answered (a typo, a firewall).
+      await this.fail(taskId, `never connected in ${Math.round(firstConnectMs / 1000)} s (resume_mode auto gives up on a task that has never connected): ${reason}`);
+      return;
+    }
     if (task.resumeMode === 'auto') {
       // Until resuming from a checkpoint exists, "auto" means: start the migration again.
       const delay = Math.min(30_000, 1000 * 2 ** Math.min(running.restarts, 5));

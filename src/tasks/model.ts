@@ -93,6 +93,18 @@ export interface Task {
   /** What a write the target refuses for good does: fail the task (default) or skip it. */
   writeErrorPolicy?: 'fail' | 'skip';
   verification?: TaskVerification | null;
+  /** Extension: do not forward FLUSHALL / FLUSHDB. */
+  dropFlush?: boolean;
+  /** Extension: keys already on the target before the full sync (default fail). */
+  targetConflict?: 'fail' | 'replace' | 'purge-first';
+  /** When the task was configured or restarted by its user (ISO 8601). */
+  startedAt?: string | null;
+  /**
+   * When a worker of this task first got past connecting (the preflight checks passed and the
+   * snapshot began). Null: it never connected, so resume_mode auto gives up after a bounded
+   * time; set: the target holds this task's own writes, so a later full sync does not ask again.
+   */
+  connectedAt?: string | null;
 }
 
 export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';
@@ -118,4 +130,24 @@ export interface Job {
   failReason: string | null;
   /** The entity the job created (task id). */
   entityId: string | null;
+}
+
+/**
+ * One mutating API call, as the audit log keeps it: who, what, when and the outcome. Never a
+ * body (it may hold passwords) nor a credential beyond the access key's name.
+ */
+export interface AuditEntry {
+  time: string;
+  projectId: string;
+  requestId: string;
+  /** `ak:<AK>`, `token:<first 8 hex of its SHA-256>`, or `unauthenticated`. */
+  actor: string;
+  sourceIp: string;
+  /** The operation (DCS's name), e.g. SetOnlineMigrationTask. */
+  operation: string;
+  method: string;
+  taskIds: string[];
+  httpStatus: number;
+  /** Empty when the call succeeded. */
+  errorCode: string;
 }

@@ -2,6 +2,11 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { FromWorker, ToWorker, WorkerStart, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
 
+/** A worker whose IPC channel closed but that has not exited after this long is killed. */
+const REAP_AFTER_DISCONNECT_MS = 5_000;
+/** A stop that has not ended the worker after this long: killed (draining takes seconds). */
+const REAP_AFTER_STOP_MS = 30_000;
+
 /**
  * One worker process for one task's migration. Under tsx (tests, development) the worker is
  * the .ts file run through tsx; from dist it is the compiled .js.
@@ -34,9 +39,32 @@ export class TaskRunner {
       if (m.type === 'finished') this.finished = true;
       this.onMessage(m);
     });
-    child.on('exit', (code, signal) => this.resolveExited({ code, signal }));
+    child.on('exit', (code, signal) => {
+      if (this.reaper) clearTimeout(this.reaper);
+      this.resolveExited({ code, signal });
+    });
     child.on('error', () => undefined); // 'exit' follows and carries the outcome
-    this.send(this.start);
+    // A worker that has closed its channel (done, or crashed) has nothing left to do: one that
+    // lingers (a handle kept open) is reaped, never left idle.
+    child.on('disconnect', () => this.reapAfter(REAP_AFTER_DISCONNECT_MS));
+    try {
+      this.send(this.start);
+    } catch (e) {
+      // The start message could not be sent (a value that cannot cross IPC): the worker would
+      // wait for it forever.
+      this.startError = `the worker could not be started: ${(e as Error).message}`;
+      child.kill('SIGKILL');
+    }
+  }
+
+  /** Why the worker never got its start message, if it did not. */
+  startError: string | undefined;
+  private reaper: NodeJS.Timeout | undefined;
+
+  private reapAfter(ms: number): void {
+    if (this.reaper || !this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.reaper = setTimeout(() => this.child?.kill('SIGKILL'), ms);
+    this.reaper.unref();
   }
 
   /** Whether the worker reported an outcome before exiting (otherwise it crashed). */
@@ -44,8 +72,10 @@ export class TaskRunner {
     return this.finished;
   }
 
+  /** Asks the worker to stop; one that has not exited after a grace period is killed. */
   stop(): void {
     this.send({ type: 'stop' });
+    this.reapAfter(REAP_AFTER_STOP_MS);
   }
 
   update(bandwidthLimitMb: number | null, resumeMode: 'auto' | 'manual'): void {

@@ -37,6 +37,8 @@ export class SecretBox {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const keyPath = path.join(dataDir, KEY_FILE);
     if (!fs.existsSync(keyPath)) createKeyFile(keyPath);
+    // Whoever reads the key opens every stored password: the owner's only, whatever it was.
+    if ((fs.statSync(keyPath).mode & 0o077) !== 0) fs.chmodSync(keyPath, 0o600);
     const key = fs.readFileSync(keyPath);
     if (key.length !== KEY_BYTES) {
       throw new Error(`secret key file ${keyPath} holds ${key.length} bytes, expected ${KEY_BYTES}: restore it from a backup (a new key cannot open the stored passwords)`);

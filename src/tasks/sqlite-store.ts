@@ -16,11 +16,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Job, LogLevel, Task, TaskLog } from './model.js';
+import type { AuditEntry, Job, LogLevel, Task, TaskLog } from './model.js';
 import type { TaskStore } from './store.js';
 
 /** Logs kept per task; appending beyond it drops the oldest, so a looping task cannot fill the disk. */
 export const MAX_LOGS_PER_TASK = 10_000;
+
+/** Audit entries kept (all projects together); older ones are dropped as new ones come. */
+export const MAX_AUDIT_ENTRIES = 200_000;
 
 interface Migration {
   version: number;
@@ -73,6 +76,18 @@ const MIGRATIONS: readonly Migration[] = [
         status TEXT NOT NULL,
         data TEXT NOT NULL
       );
+    `,
+  },
+  {
+    version: 2,
+    description: 'audit_log',
+    sql: `
+      CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id TEXT NOT NULL,
+        data TEXT NOT NULL
+      );
+      CREATE INDEX audit_log_by_project ON audit_log (project_id, id DESC);
     `,
   },
 ];
@@ -130,6 +145,17 @@ function parseLog(row: LogRow): TaskLog {
     message: row.message,
     keywords: JSON.parse(row.keywords) as string[],
   };
+}
+
+/** Mode 0600 for the database and its WAL and shared-memory files, where they exist. */
+function privateFiles(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      if ((fs.statSync(f).mode & 0o077) !== 0) fs.chmodSync(f, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
 }
 
 function applyMigrations(db: Database.Database): void {
@@ -207,6 +233,10 @@ export class SqliteTaskStore implements TaskStore {
       insertJob: db.prepare<[string, string, string, string]>('INSERT INTO jobs (id, project_id, status, data) VALUES (?, ?, ?, ?)'),
       getJob: db.prepare<[string, string], DataRow>('SELECT data FROM jobs WHERE project_id = ? AND id = ?'),
       updateJob: db.prepare<[string, string, string, string]>('UPDATE jobs SET status = ?, data = ? WHERE id = ? AND project_id = ?'),
+      insertAudit: db.prepare<[string, string]>('INSERT INTO audit_log (project_id, data) VALUES (?, ?)'),
+      trimAudit: db.prepare<[number | bigint]>('DELETE FROM audit_log WHERE id <= ?'),
+      countAudit: db.prepare<[string], CountRow>('SELECT COUNT(*) AS n FROM audit_log WHERE project_id = ?'),
+      listAudit: db.prepare<[string, number, number], DataRow>('SELECT data FROM audit_log WHERE project_id = ? ORDER BY id DESC LIMIT ? OFFSET ?'),
     };
 
     const s = this.stmt;
@@ -231,13 +261,19 @@ export class SqliteTaskStore implements TaskStore {
 
   /** Opens (creating it and its directory if needed) and migrates the database at `file`. */
   static open(file: string): SqliteTaskStore {
-    if (file !== ':memory:') fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    if (file !== ':memory:') {
+      fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true, mode: 0o700 });
+      privateFiles(file);
+    }
     const db = new Database(file, { timeout: 5000 });
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       applyMigrations(db);
+      // The file (and its WAL, which holds recent commits) is the owner's only, whatever mode
+      // an earlier version or a copy left it with.
+      if (file !== ':memory:') privateFiles(file);
       return new SqliteTaskStore(db);
     } catch (err) {
       db.close();
@@ -324,6 +360,20 @@ export class SqliteTaskStore implements TaskStore {
   async updateJob(job: Job): Promise<void> {
     const r = this.stmt.updateJob.run(job.status, JSON.stringify(job), job.id, job.projectId);
     if (r.changes === 0) throw new Error(`job ${job.id} not found in project ${job.projectId}`);
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<void> {
+    const r = this.stmt.insertAudit.run(entry.projectId, JSON.stringify(entry));
+    const id = Number(r.lastInsertRowid);
+    if (id > MAX_AUDIT_ENTRIES && id % 1000 === 0) this.stmt.trimAudit.run(id - MAX_AUDIT_ENTRIES);
+  }
+
+  async listAudit(projectId: string, query: { offset: number; limit: number }): Promise<{ total: number; entries: AuditEntry[] }> {
+    checkPage(query);
+    return this.db.transaction(() => ({
+      total: this.stmt.countAudit.get(projectId)?.n ?? 0,
+      entries: this.stmt.listAudit.all(projectId, query.limit, query.offset).map((r) => JSON.parse(r.data) as AuditEntry),
+    }))();
   }
 
   /** Idempotent. The last connection to close checkpoints the WAL back into the main file. */

@@ -1,4 +1,4 @@
-import type { Job, LogLevel, Task, TaskLog } from './model.js';
+import type { AuditEntry, Job, LogLevel, Task, TaskLog } from './model.js';
 
 /**
  * Where tasks, their logs and jobs live. SQLite (embedded, the default) implements it now;
@@ -27,6 +27,11 @@ export interface TaskStore {
   createJob(job: Job): Promise<void>;
   getJob(projectId: string, id: string): Promise<Job | null>;
   updateJob(job: Job): Promise<void>;
+
+  /** The audit log of mutating API calls (oldest entries beyond a cap are dropped). */
+  appendAudit(entry: AuditEntry): Promise<void>;
+  /** Newest first; `total` counts all entries of the project. */
+  listAudit(projectId: string, query: { offset: number; limit: number }): Promise<{ total: number; entries: AuditEntry[] }>;
 
   close(): Promise<void>;
 }

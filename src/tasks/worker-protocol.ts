@@ -3,6 +3,8 @@ import type { MigrationMethod } from '../engine/migration.js';
 import type { MigrationProgress } from '../engine/stats.js';
 import type { BackupImportProgress } from '../engine/backup-import.js';
 import type { VerifyReport } from '../verify/index.js';
+import type { AddressPolicySpec } from '../common/address-policy.js';
+import type { TargetConflictPolicy } from '../engine/preflight.js';
 
 /**
  * Messages between the service and the worker process that runs one task's migration. Each
@@ -19,6 +21,12 @@ export interface WorkerStart {
   bandwidthLimitMb: number | null;
   resumeMode: 'auto' | 'manual';
   writeErrorPolicy: 'fail' | 'skip';
+  /** Do not forward FLUSHALL / FLUSHDB (the API's drop_flush). */
+  dropFlush?: boolean;
+  /** Keys already on the target before a full sync (the API's target_conflict). */
+  targetConflict?: TargetConflictPolicy;
+  /** Which addresses the worker may reach; absent: any. */
+  addressPolicy?: AddressPolicySpec;
 }
 
 /** UpdateMigrationTask on a running task: effective within a second. */
@@ -38,6 +46,7 @@ export interface WorkerStartImport {
   taskId: string;
   files: ImportFiles;
   target: Endpoint[];
+  addressPolicy?: AddressPolicySpec;
 }
 
 export interface WorkerStartVerify {
@@ -47,6 +56,7 @@ export interface WorkerStartVerify {
   target: Endpoint[];
   rounds: number;
   ttlToleranceMs: number;
+  addressPolicy?: AddressPolicySpec;
 }
 
 export interface WorkerStop {
@@ -76,6 +86,8 @@ export interface WorkerFinished {
   outcome: 'done' | 'stopped' | 'failed';
   reason: string | null;
   progress: MigrationProgress;
+  /** A failure that trying again cannot fix (a preflight refusal): no auto restart. */
+  permanent?: boolean;
 }
 
 export interface WorkerImportProgress {

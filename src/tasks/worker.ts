@@ -14,6 +14,8 @@ import { BackupImport, type BackupImportProgress } from '../engine/backup-import
 import { localDirectoryFiles, s3Files } from '../import/sources.js';
 import { verifyDeployments } from '../verify/index.js';
 import { emptySnapshotStats, emptyStreamStats } from '../engine/stats.js';
+import { PreflightError } from '../engine/preflight.js';
+import { addressPolicy, checkUrl, makeAddressPolicy, policyLookup, setAddressPolicy, urlPort } from '../common/address-policy.js';
 
 function send(message: FromWorker): void {
   process.send?.(message);
@@ -76,6 +78,8 @@ async function run(start: WorkerStart): Promise<void> {
     writeErrorPolicy: start.writeErrorPolicy,
     // A worker killed mid-stream is started again by the service: it resumes from here.
     checkpointKey: `__ferry:checkpoint:${start.taskId}`,
+    dropFlush: start.dropFlush,
+    targetConflict: start.targetConflict,
   });
   // Key counts for the stats: summed over every address given (a cluster's masters and
   // replicas would double count, so a cluster counts through its first node's CLUSTER view).
@@ -117,7 +121,7 @@ async function run(start: WorkerStart): Promise<void> {
     send({ type: 'progress', progress: result, sourceKeys, targetKeys });
     outcome = { type: 'finished', outcome: result.phase === 'stopped' ? 'stopped' : 'done', reason: null, progress: result };
   } catch (e) {
-    outcome = { type: 'finished', outcome: 'failed', reason: (e as Error).message, progress: migration.progress() };
+    outcome = { type: 'finished', outcome: 'failed', reason: (e as Error).message, progress: migration.progress(), permanent: e instanceof PreflightError };
   } finally {
     clearInterval(poll);
     sourceMonitor?.destroy('done');
@@ -140,18 +144,21 @@ async function runImport(start: WorkerStartImport): Promise<void> {
     },
   });
   const f = start.files;
-  const files = f.kind === 'local' ? localDirectoryFiles(f.dir, f.names) : s3Files(f.config, f.bucket, f.names);
-  const job = new BackupImport({ files, target: start.target, logger, tempDir: os.tmpdir() });
-  job.on('progress', (p: BackupImportProgress) => send({ type: 'import-progress', progress: p }));
+  let job: BackupImport | null = null;
   process.on('message', (m: ToWorker) => {
-    if (m.type === 'stop') job.stop();
+    if (m.type === 'stop') job?.stop();
   });
   try {
+    // Inside the try: a bad directory or name is the import's failure, with its reason.
+    if (f.kind === 's3' && f.config.endpoint) await checkUrl(addressPolicy(), f.config.endpoint);
+    const files = f.kind === 'local' ? localDirectoryFiles(f.dir, f.names) : s3Files({ ...f.config, lookup: policyLookup(addressPolicy(), f.config.endpoint ? urlPort(f.config.endpoint) : 443) }, f.bucket, f.names);
+    job = new BackupImport({ files, target: start.target, logger, tempDir: os.tmpdir() });
+    job.on('progress', (p: BackupImportProgress) => send({ type: 'import-progress', progress: p }));
     const result = await job.run();
     send({ type: 'import-progress', progress: result });
     send({ type: 'finished', outcome: result.phase === 'stopped' ? 'stopped' : 'done', reason: null, progress: emptyProgress(result.keys) });
   } catch (e) {
-    send({ type: 'import-progress', progress: job.progress() });
+    if (job) send({ type: 'import-progress', progress: job.progress() });
     send({ type: 'finished', outcome: 'failed', reason: (e as Error).message, progress: emptyProgress(0) });
   }
   process.disconnect?.();
@@ -184,6 +191,7 @@ function emptyProgress(keys: number): MigrationProgress {
 }
 
 process.once('message', (m: ToWorker) => {
+  if ((m.type === 'start' || m.type === 'start-import' || m.type === 'start-verify') && m.addressPolicy) setAddressPolicy(makeAddressPolicy(m.addressPolicy));
   if (m.type === 'start-import' || m.type === 'start-verify') {
     const job = m.type === 'start-import' ? runImport(m) : runVerify(m);
     job.catch((e: Error) => {

@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
 import { startProxy } from '../helpers/tcp-proxy.js';
 import { sdkClient, startService, type SdkError, type SdkResponse, type Service } from '../helpers/service.js';
 import { signRequest } from '../../src/api/auth/signature.js';
+import { rawRequest, signedHeaders as signedWith, socketRequest } from '../helpers/http.js';
 import { compareServers, formatDifferences } from '../helpers/compare.js';
 
 const PROJECT = '0123456789abcdef0123456789abcdef';
@@ -57,55 +57,9 @@ async function createTask(client: Client, name: string): Promise<string> {
   return String(created.instance_id);
 }
 
-/** A raw HTTP request, for what the SDK will not send (bad JSON, stale dates, no auth). */
-function rawRequest(port: number, method: string, urlPath: string, body: Buffer | string | null, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const length = body === null ? {} : { 'content-length': String(Buffer.byteLength(body)) };
-    // agent: false, a connection per request: a refused body must not poison the next request.
-    const req = http.request({ host: '127.0.0.1', port, method, path: urlPath, headers: { ...length, ...headers }, agent: false }, (res) => {
-      let data = '';
-      res.on('data', (d: Buffer) => (data += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: data }));
-    });
-    // A server may answer a too-large body and close before the upload ends (EPIPE on our
-    // side): the answer still arrives, so wait a moment for it before giving up.
-    req.on('error', (e) => setTimeout(() => reject(e), 1000));
-    if (body !== null) req.write(body);
-    req.end();
-  });
-}
-
-/**
- * Sends a request over a bare socket and reads until the server closes: for bodies the server
- * refuses before reading them (413), where Node's client reports EPIPE instead of the answer.
- */
-function socketRequest(port: number, method: string, urlPath: string, body: Buffer, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    let data = '';
-    socket.on('data', (d: Buffer) => (data += d.toString('latin1')));
-    socket.on('error', () => undefined); // EPIPE/ECONNRESET once the server has answered
-    socket.on('close', () => {
-      const status = Number(/^HTTP\/1\.1 (\d{3})/m.exec(data.replace(/^HTTP\/1\.1 100 Continue\r\n\r\n/, ''))?.[1] ?? 0);
-      if (!status) return reject(new Error(`no HTTP answer: ${data.slice(0, 200)}`));
-      resolve({ status, body: data.slice(data.indexOf('\r\n\r\n', data.indexOf(`${status}`)) + 4) });
-    });
-    // Expect: 100-continue lets the server refuse before the upload; sending the body anyway
-    // would make the server's close a reset that can swallow its answer.
-    const head = [`${method} ${urlPath} HTTP/1.1`, `content-length: ${body.length}`, 'connection: close', 'expect: 100-continue', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)].join('\r\n');
-    socket.write(`${head}\r\n\r\n`);
-    socket.once('data', (d: Buffer) => {
-      if (d.toString('latin1').startsWith('HTTP/1.1 100')) socket.write(body);
-    });
-  });
-}
-
 /** Signs with our own signer (the algorithm the SDK uses), optionally at another time. */
 function signedHeaders(port: number, method: string, urlPath: string, body: Buffer, opts: { date?: Date; sk?: string } = {}): Record<string, string> {
-  const [rawPath, rawQuery = ''] = urlPath.split('?');
-  const headers: Record<string, string> = { host: `127.0.0.1:${port}`, 'content-type': 'application/json', 'x-project-id': PROJECT };
-  const added = signRequest({ method, rawPath: rawPath!, rawQuery, headers, body, accessKey: AK, secretKey: opts.sk ?? SK, date: opts.date ?? new Date() });
-  return { ...headers, ...added };
+  return signedWith(port, method, urlPath, body, { ak: AK, sk: SK, projectId: PROJECT }, opts);
 }
 
 describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
@@ -128,6 +82,9 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
         { token: TOKEN, projectId: PROJECT },
       ],
       instances: [{ id: 'redis-target-1', projectId: PROJECT, name: 'target', addrs: target.addr }],
+      // Two projects would default to "registered"; these tests name addresses directly
+      // (the policies are tested in security.test.ts).
+      addressPolicy: 'any',
     });
     client = sdkClient(service.endpoint, AK, SK, PROJECT);
     other = sdkClient(service.endpoint, OTHER_AK, OTHER_SK, OTHER_PROJECT);
@@ -426,7 +383,8 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
     ok(
       await client.call('POST', '/v2/{project_id}/migration/{task_id}/task', {
         pathParams: { task_id: taskId },
-        data: { migration_method: 'full_amount_migration', resume_mode: 'auto', source_instance: { addrs: source.addr, password: 'src-pass-123' }, target_instance: { addrs: target.addr } },
+        // The target holds the imported keys already (the same as the source's).
+        data: { migration_method: 'full_amount_migration', resume_mode: 'auto', source_instance: { addrs: source.addr, password: 'src-pass-123' }, target_instance: { addrs: target.addr }, target_conflict: 'replace' },
       }),
     );
     await waitForStatus(client, taskId, ['SUCCESS']);

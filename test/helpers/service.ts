@@ -14,11 +14,17 @@ export interface ServiceConfigFile {
   instances?: { id: string; projectId: string; name: string; addrs: string; password?: string }[];
   buckets?: Record<string, string>;
   backupsDir?: string;
+  addressPolicy?: string | { mode?: string; allow?: string[] };
+  rateLimit?: { max?: number; timeWindowMs?: number };
+  firstConnectTimeoutSeconds?: number;
+  objectStore?: Record<string, unknown>;
 }
 
 /** A real `ferry serve` process (the built dist/cli.js) on a free loopback port. */
 export interface Service {
   port: number;
+  /** The serve process (its children are the task workers). */
+  pid(): number;
   endpoint: string;
   dataDir: string;
   output(): string;
@@ -73,6 +79,7 @@ export async function startService(config: ServiceConfigFile, opts: { dataDir?: 
   await launch();
   return {
     port,
+    pid: () => child.pid!,
     endpoint: `http://127.0.0.1:${port}`,
     dataDir,
     output: () => out,

@@ -22,8 +22,14 @@ export type VerifyResult =
   | { ok: true; accessKey: string }
   | {
       ok: false;
-      /** Human-readable and safe to return to the client: never contains the SK or the expected signature. */
+      /**
+       * Human-readable and safe to return to the client: never contains the SK or the expected
+       * signature, and is the same for an unknown access key as for a wrong signature (an
+       * attacker must not learn which AKs exist).
+       */
       reason: string;
+      /** For the server's log only: what `reason` deliberately does not tell (unknown access key). */
+      detail?: string;
       /** Present on a signature mismatch so a client author can diff it against their own. */
       canonicalRequest?: string;
     };
@@ -228,6 +234,18 @@ function fail(reason: string, canonical?: string): VerifyResult {
   return canonical === undefined ? { ok: false, reason } : { ok: false, reason, canonicalRequest: canonical };
 }
 
+/** The one answer for a wrong signature and for an access key nobody has. */
+export const SIGNATURE_MISMATCH = 'signature mismatch';
+
+export interface VerifyOptions {
+  /**
+   * Require `host` among the signed headers (default true): without it a signature made for one
+   * server is valid on any other that shares the credential. Current SDKs (Node, Python, Go
+   * since it added Host to what it signs) all sign it.
+   */
+  requireSignedHost?: boolean;
+}
+
 /**
  * Verifies an `SDK-HMAC-SHA256` signed request. Never throws: anything malformed is a refusal
  * with a reason that is safe to send back (no secret, no expected signature).
@@ -237,9 +255,10 @@ export function verifySignature(
   lookupSecret: (accessKey: string) => string | undefined,
   now: Date = new Date(),
   maxSkewMs: number = DEFAULT_MAX_SKEW_MS,
+  options: VerifyOptions = {},
 ): VerifyResult {
   try {
-    return verifyUnchecked(req, lookupSecret, now, maxSkewMs);
+    return verifyUnchecked(req, lookupSecret, now, maxSkewMs, options.requireSignedHost ?? true);
   } catch (err) {
     // Only our own format errors have messages known to be free of request-derived secrets.
     if (err instanceof SignatureFormatError) return fail(err.message);
@@ -252,6 +271,7 @@ function verifyUnchecked(
   lookupSecret: (accessKey: string) => string | undefined,
   now: Date,
   maxSkewMs: number,
+  requireSignedHost: boolean,
 ): VerifyResult {
   const auth = singleHeader(req.headers, 'authorization');
   if (auth === undefined) return fail('missing Authorization header');
@@ -272,9 +292,6 @@ function verifyUnchecked(
     return fail('malformed SignedHeaders in Authorization header');
   }
 
-  const secret = lookupSecret(accessKey);
-  if (secret === undefined || secret === '') return fail('unknown access key');
-
   const sdkDate = singleHeader(req.headers, 'x-sdk-date');
   if (sdkDate === undefined) return fail('missing X-Sdk-Date');
   const date = parseSdkDate(sdkDate.trim());
@@ -288,6 +305,9 @@ function verifyUnchecked(
       `X-Sdk-Date is ${minutes} minutes off the server clock (${skew > 0 ? 'ahead' : 'behind'}; allowed ±${Math.round(maxSkewMs / 60_000)})`,
     );
   }
+  if (requireSignedHost && !signedHeaders.some((h) => h.toLowerCase() === 'host')) {
+    return fail('Host is not in SignedHeaders: sign the host header (a signature without it is valid on any server)');
+  }
 
   // A declared body hash that is a real hash must be the hash of this body; otherwise the body
   // could be swapped under a valid signature. UNSIGNED-PAYLOAD is the client's explicit opt-out.
@@ -297,12 +317,17 @@ function verifyUnchecked(
   }
 
   const canonical = canonicalRequest(req, signedHeaders);
-  const expected = Buffer.from(hmacHex(secret, stringToSign(sdkDate.trim(), canonical)), 'latin1');
+  // Every check above is independent of the access key, so their answers tell nothing about
+  // which keys exist; from here an unknown key and a wrong signature get the same answer,
+  // after the same work.
+  const secret = lookupSecret(accessKey);
+  const known = secret !== undefined && secret !== '';
+  const expected = Buffer.from(hmacHex(known ? secret : 'no such access key', stringToSign(sdkDate.trim(), canonical)), 'latin1');
   const given = Buffer.from(signature, 'latin1');
   // Both are 64 hex chars (the regex guarantees it), so timingSafeEqual's equal-length rule holds.
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-    return fail('signature mismatch', canonical);
-  }
+  const equal = expected.length === given.length && timingSafeEqual(expected, given);
+  if (!known) return { ok: false, reason: SIGNATURE_MISMATCH, detail: 'unknown access key' };
+  if (!equal) return { ok: false, reason: SIGNATURE_MISMATCH, detail: 'signature mismatch', canonicalRequest: canonical };
   return { ok: true, accessKey };
 }
 
