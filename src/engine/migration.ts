@@ -225,7 +225,7 @@ export class Migration extends EventEmitter {
         throw new TargetUnavailable(`target: ${e.message}`);
       };
       const targetDeployment = await discoverDeployment(targetList).catch(unavailable);
-      const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password }, (error) => {
+      const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password, tls: targetList[0]!.tls }, (error) => {
         this.targetLost ??= new Error(`lost the target: ${error.message}`);
         for (const s of this.shards) s.stop();
         this.syncedResolve?.();

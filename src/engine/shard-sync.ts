@@ -182,7 +182,7 @@ export class ShardSync {
     const o = this.options.source;
     let probe: RedisConnection | null = null;
     try {
-      probe = await RedisConnection.connect({ host: o.host, port: o.port, user: o.user, password: o.password, name: 'ferry-probe', connectTimeoutMs: 3000 });
+      probe = await RedisConnection.connect({ host: o.host, port: o.port, user: o.user, password: o.password, tls: o.tls, name: 'ferry-probe', connectTimeoutMs: 3000 });
       const reply = await probe.call(['INFO', 'replication']);
       const text = Buffer.isBuffer(reply) ? reply.toString('latin1') : '';
       if (/^role:slave/m.test(text)) {

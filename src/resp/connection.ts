@@ -12,13 +12,25 @@
 
 import type net from 'node:net';
 
-import { dial } from '../common/dial.js';
+import { dial, socketErrorReason } from '../common/dial.js';
+import type { EndpointTls } from '../common/endpoint.js';
 import { encodeCommand, type Arg } from './encode.js';
 import { PushReply, ReplyDecoder, RespProtocolError, type Reply } from './reply-decoder.js';
 
 /** The connection failed or was closed; the commands it carried may or may not have been applied. */
 export class RedisConnectionError extends Error {
   override readonly name = 'RedisConnectionError';
+}
+
+/** The server refused the user or password: retrying another address or later will not help. */
+export class RedisAuthError extends RedisConnectionError {
+  /** host:port of the server that refused. */
+  constructor(
+    message: string,
+    readonly address: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Receives the reply (a ReplyError for an error reply) or a RedisConnectionError. */
@@ -29,6 +41,8 @@ export interface RedisConnectOptions {
   port: number;
   user?: string;
   password?: string;
+  /** Present: the connection speaks TLS. */
+  tls?: EndpointTls;
   /** CLIENT SETNAME value (no spaces), to spot Ferry in CLIENT LIST on the target. */
   name?: string;
   /** Covers TCP connect plus AUTH/SETNAME. Default 10 s. */
@@ -108,11 +122,7 @@ function formatAddress(host: string, port: number): string {
 }
 
 function errorCode(e: unknown): string {
-  if (e instanceof Error) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code ?? e.message;
-  }
-  return String(e);
+  return socketErrorReason(e);
 }
 
 export class RedisConnection {
@@ -133,6 +143,8 @@ export class RedisConnection {
   private sentSeq = 0;
   private answeredSeq = 0;
   private corked = false;
+  /** Whether any reply ever arrived (a hang-up before one says something about the port). */
+  private gotReply = false;
   private closing = false;
   private failure: RedisConnectionError | null = null;
   private resolveClosed!: (e: RedisConnectionError | null) => void;
@@ -164,7 +176,9 @@ export class RedisConnection {
       timer = setTimeout(() => {
         timedOut = true;
         conn?.destroy();
-        reject(new RedisConnectionError(`cannot connect to ${address}: timed out after ${timeoutMs} ms`));
+        // A TLS client on a plain port sends a hello that a plain server never answers.
+        const what = opts.tls && !conn ? 'the TLS handshake timed out' : 'timed out';
+        reject(new RedisConnectionError(`cannot connect to ${address}: ${what} after ${timeoutMs} ms${opts.tls && !conn ? ' (a plain port?)' : ''}`));
       }, timeoutMs);
     });
     const attempt = async (): Promise<RedisConnection> => {
@@ -203,11 +217,17 @@ export class RedisConnection {
         this.destroy();
         // The server's text (WRONGPASS ..., ERR ...) never echoes the password.
         const why = e instanceof Error ? e.message : String(e);
-        throw e instanceof RedisConnectionError ? e : new RedisConnectionError(`cannot authenticate to ${this.address}: ${why}`);
+        throw e instanceof RedisConnectionError ? e : new RedisAuthError(`authentication failed for ${this.address}: ${why}`, this.address);
       }
     }
     await setName;
-    if (this.failure) throw this.failure;
+    if (this.failure) {
+      // A TLS port answers a plain client's first bytes by hanging up, without a reply.
+      if (!opts.tls && !this.gotReply && /closed by the server|ECONNRESET/.test(this.failure.message)) {
+        throw new RedisConnectionError(`${this.failure.message} before answering anything (a TLS port? use rediss:// or the TLS options)`);
+      }
+      throw this.failure;
+    }
   }
 
   /** Commands sent and not yet answered. */
@@ -337,6 +357,7 @@ export class RedisConnection {
   private onReply(r: Reply): void {
     // RESP3 push messages are out of band: they answer no command.
     if (r instanceof PushReply) return;
+    this.gotReply = true;
     const p = this.pending.shift();
     if (p === undefined) {
       this.fail(`protocol error from ${this.address}: a reply arrived with no command pending`);

@@ -1,4 +1,4 @@
-import { describeEndpoint } from '../common/endpoint.js';
+import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { encodeCommand, type Arg } from '../resp/encode.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
 import type { Shard } from '../cluster/topology-types.js';
@@ -51,7 +51,7 @@ export class ClusterRouter {
   private outstanding = 0;
 
   constructor(
-    private readonly credentials: { user?: string; password?: string },
+    private readonly credentials: Pick<Endpoint, 'user' | 'password' | 'tls'>,
     shards: readonly Shard[],
     private readonly onConnectionLost: (error: Error) => void,
     private readonly maxOutstanding = 4000,

@@ -109,7 +109,7 @@ export class ClusterTarget {
 }
 
 /** Connects to what the deployment turned out to be. */
-export async function openTarget(deployment: Deployment, credentials: Pick<Endpoint, 'user' | 'password'>, onConnectionLost: (e: Error) => void, lanes = 4): Promise<Target> {
+export async function openTarget(deployment: Deployment, credentials: Pick<Endpoint, 'user' | 'password' | 'tls'>, onConnectionLost: (e: Error) => void, lanes = 4): Promise<Target> {
   if (deployment.kind === 'standalone') {
     return new StandaloneTarget(await TargetWriter.open(deployment.master, { lanes, onConnectionLost }));
   }
