@@ -24,6 +24,7 @@ export class SnapshotApplier {
   private rewriter: KeyRewriter | null = null;
   private rewriteRoute: KeyRoute | null = null;
   private rewriteDb = 0;
+  private rewriteType = '';
   /** Set while skipping the chunks of a key that expired before it arrived. */
   private skippingKey = false;
   checksumVerified: boolean | null = null;
@@ -105,11 +106,20 @@ export class SnapshotApplier {
     }
     const command = encodeRestore(entry, ttl, version, options, place.prefix);
     const route = this.target.route(db, place.prefix ? Buffer.concat([place.prefix, entry.key]) : entry.key);
+    const logical = entry.logical;
     route.send(command, (error) => {
       if (error) this.errors.record(db, this.targetKey(place.prefix, entry.key), 'RESTORE', collisionHint(error, place.replace));
-      else this.stats.restored++;
+      else {
+        this.stats.restored++;
+        this.countType(logical);
+      }
     });
     if (route.full) return route.waitForRoom();
+  }
+
+  private countType(logical: string): void {
+    const byType = (this.stats.keysByType ??= {});
+    byType[logical] = (byType[logical] ?? 0) + 1;
   }
 
   private targetKey(prefix: Buffer | null, key: Buffer): Buffer {
@@ -132,6 +142,7 @@ export class SnapshotApplier {
     this.rewriter = new KeyRewriter({ ...header, key }, { streamCounters: info.version[0] >= 7 || info.valkey, replace: place.replace });
     this.rewriteRoute = this.target.route(place.db, key);
     this.rewriteDb = place.db;
+    this.rewriteType = header.logical;
     return this.sendRewrite(this.rewriter.begin(), key);
   }
 
@@ -145,12 +156,16 @@ export class SnapshotApplier {
     if (rewriter.failure !== null) this.errors.record(this.rewriteDb, rewriter.key, 'rewrite', rewriter.failure);
     const commands = rewriter.end();
     const last = commands.length - 1;
+    const logical = this.rewriteType;
     return this.sendRewrite(commands, rewriter.key, (i, error, reply) => {
       if (i !== last || rewriter.failure !== null || error) return;
       // RENAMENX answers 0 when the name is taken: a key of another merged database.
       if (rewriter.renamedWith === 'RENAMENX' && reply === 0) {
         this.errors.record(this.rewriteDb, rewriter.key, 'RENAMENX', collisionHint('BUSYKEY Target key name already exists.', false));
-      } else this.stats.rewritten++;
+      } else {
+        this.stats.rewritten++;
+        this.countType(logical);
+      }
     });
   }
 
