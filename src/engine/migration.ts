@@ -18,6 +18,7 @@ import { StreamApplier } from './stream-applier.js';
 import { CheckpointedStreamApplier, parseCheckpoint } from './checkpointed-stream-applier.js';
 import { Throttle } from '../source/throttle.js';
 import { encodeCommand } from '../resp/encode.js';
+import { watchSwitchMaster } from '../source/sentinel-watch.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -215,6 +216,7 @@ export class Migration extends EventEmitter {
   /** One attempt: connects, runs every shard, returns when done or stopped, throws on failure. */
   private async runOnce(restarted: boolean): Promise<MigrationProgress> {
     const { logger } = this.options;
+    let watch: { close(): void } | null = null;
     try {
       const sourceList = list(this.options.source);
       const targetList = list(this.options.target);
@@ -248,6 +250,12 @@ export class Migration extends EventEmitter {
       this.shards = masters.map((master, i) => this.makeShard(master, i, target, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), restarted));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
+      if (sourceList[0]!.sentinel && this.options.resumeMode === 'auto') {
+        watch = watchSwitchMaster(sourceList, (m) => {
+          logger.warn({ master: describeEndpoint(m) }, 'Sentinel announced a new master (+switch-master): moving the link there');
+          for (const s of this.shards) s.sourceMoved();
+        });
+      }
 
       const runs = this.shards.map((s) =>
         s.run().catch((e: Error) => {
@@ -275,6 +283,7 @@ export class Migration extends EventEmitter {
       throw e;
     } finally {
       if (this.timer) clearInterval(this.timer);
+      watch?.close();
       for (const s of this.shards) s.stop();
       this.target?.close();
       for (const m of this.monitors) m.close();

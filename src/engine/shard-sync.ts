@@ -115,6 +115,14 @@ export class ShardSync {
     this.onPhase = fn;
   }
 
+  /**
+   * The master is known to have moved (Sentinel's +switch-master): the link is cut now, so the
+   * usual reconnect (auto mode) asks where the master is and resumes there with PSYNC.
+   */
+  sourceMoved(): void {
+    if (this.phase === 'incremental' || this.phase === 'snapshot') this.link?.close();
+  }
+
   stop(): void {
     this.stopRequested = true;
     this.link?.close();

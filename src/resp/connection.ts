@@ -51,6 +51,8 @@ export interface RedisConnectOptions {
   maxInflight?: number;
   /** Default 32 MB of encoded commands awaiting their reply. */
   maxInflightBytes?: number;
+  /** RESP3 push messages (pub/sub after HELLO 3), which answer no command. */
+  onPush?: (push: PushReply) => void;
 }
 
 interface Pending {
@@ -149,12 +151,14 @@ export class RedisConnection {
   private failure: RedisConnectionError | null = null;
   private resolveClosed!: (e: RedisConnectionError | null) => void;
   private readonly uncork = (): void => this.flush();
+  private readonly onPush: ((push: PushReply) => void) | undefined;
 
   private constructor(socket: net.Socket, address: string, opts: RedisConnectOptions) {
     this.socket = socket;
     this.address = address;
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.maxInflightBytes = opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES;
+    this.onPush = opts.onPush;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -356,7 +360,10 @@ export class RedisConnection {
 
   private onReply(r: Reply): void {
     // RESP3 push messages are out of band: they answer no command.
-    if (r instanceof PushReply) return;
+    if (r instanceof PushReply) {
+      this.onPush?.(r);
+      return;
+    }
     this.gotReply = true;
     const p = this.pending.shift();
     if (p === undefined) {
