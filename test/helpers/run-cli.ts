@@ -4,7 +4,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const cliPath = path.join(root, 'dist/cli.js');
+// FERRY_CLI_UNDER_TEST runs the tests against another build (e.g. the code before a fix).
+export const cliPath = process.env.FERRY_CLI_UNDER_TEST ?? path.join(root, 'dist/cli.js');
 
 export interface CliRun {
   code: number | null;
