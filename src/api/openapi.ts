@@ -22,7 +22,22 @@ function op(summary: string, operationId: string, extra: Record<string, unknown>
 const endpoint = {
   type: 'object',
   description: 'Exactly one of id (a registered instance) and addrs.',
-  properties: { id: str, addrs: { type: 'string', description: 'host:port[,host:port...]' }, password: { type: ['string', 'null'] } },
+  properties: {
+    id: str,
+    addrs: { type: 'string', description: 'host:port[,host:port...], or (extension) sentinel://host:port[,host:port...]/master-name' },
+    password: { type: ['string', 'null'] },
+    tls: {
+      description: 'Extension: connect with TLS. true (system CAs) or files on the service host.',
+      oneOf: [
+        { type: 'boolean' },
+        {
+          type: 'object',
+          properties: { ca_file: str, cert_file: str, key_file: str, servername: str, insecure: { type: 'boolean', description: 'no certificate verification (a warning is logged)' } },
+        },
+      ],
+    },
+    sentinel_password: { type: ['string', 'null'], description: "Extension: Sentinel's own password, for sentinel:// addrs" },
+  },
 };
 
 export function openApiDocument(): Record<string, unknown> {

@@ -74,15 +74,30 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
     }
   }
 
-  function resolveEndpoint(projectId: string, field: string, given: { id: string | null; addrs: string | null; password: string | null }): TaskEndpoint {
+  function resolveEndpoint(projectId: string, field: string, given: ReturnType<typeof endpointBody>): TaskEndpoint {
     if (given.id !== null) {
       const instance = instances.find(projectId, given.id);
       if (!instance) throw Errors.instanceNotFound(given.id);
       const password = given.password ?? instance.password ?? null;
-      return { id: instance.id, addrs: instance.addrs, name: instance.name, password: password === null ? null : secrets.seal(password) };
+      const sentinelPassword = given.sentinelPassword ?? instance.sentinelPassword ?? null;
+      return {
+        id: instance.id,
+        addrs: instance.addrs,
+        name: instance.name,
+        password: password === null ? null : secrets.seal(password),
+        tls: given.tls ?? instance.tls ?? null,
+        sentinelPassword: sentinelPassword === null ? null : secrets.seal(sentinelPassword),
+      };
     }
     void field;
-    return { id: null, addrs: given.addrs!, name: null, password: given.password === null ? null : secrets.seal(given.password) };
+    return {
+      id: null,
+      addrs: given.addrs!,
+      name: null,
+      password: given.password === null ? null : secrets.seal(given.password),
+      tls: given.tls,
+      sentinelPassword: given.sentinelPassword === null ? null : secrets.seal(given.sentinelPassword),
+    };
   }
 
   // 2. CreateOnlineMigrationTask

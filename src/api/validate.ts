@@ -1,3 +1,4 @@
+import type { EndpointTls } from '../common/endpoint.js';
 import { Errors } from './errors.js';
 
 /**
@@ -83,8 +84,15 @@ export function requiredStringArray(obj: JsonObject, field: string, { max = 1000
 
 const ADDR = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
-/** `host:port[,host:port...]` as DCS takes it. */
+const SENTINEL = /^sentinel:\/\/((?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}(?:,(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5})*)\/[A-Za-z0-9._-]{1,128}$/;
+
+/** `host:port[,host:port...]` as DCS takes it, or (an extension) `sentinel://h:p[,h:p]/master-name`. */
 export function validateAddrs(addrs: string, path: string): string {
+  if (/^sentinel:/i.test(addrs.trim())) {
+    const text = addrs.trim();
+    if (!SENTINEL.test(text)) throw Errors.invalidParameter(path, 'Expected sentinel://host:port[,host:port...]/master-name (Sentinel\'s password goes in sentinel_password).');
+    return text;
+  }
   const parts = addrs.split(',').map((p) => p.trim());
   if (parts.length === 0 || parts.length > 64 || parts.some((p) => !ADDR.test(p) || Number(p.slice(p.lastIndexOf(':') + 1)) > 65535 || Number(p.slice(p.lastIndexOf(':') + 1)) < 1)) {
     throw Errors.invalidParameter(path, 'Expected host:port[,host:port...].');
@@ -92,16 +100,52 @@ export function validateAddrs(addrs: string, path: string): string {
   return parts.join(',');
 }
 
+/** What an endpoint body gives beyond DCS's fields (Ferry's extensions): TLS and Sentinel's password. */
+export interface EndpointExtensions {
+  tls: EndpointTls | null;
+  sentinelPassword: string | null;
+}
+
+/**
+ * `tls` (an extension): `{ "ca_file", "cert_file", "key_file", "servername", "insecure" }`, files
+ * on the service's host, or `true` for TLS with the system's CAs.
+ */
+export function endpointTls(e: JsonObject, field: string): EndpointTls | null {
+  const v = e.tls;
+  if (!present(v) || v === false) return null;
+  if (v === true) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw Errors.invalidParameter(`${field}.tls`, 'It must be an object (ca_file, cert_file, key_file, servername, insecure) or true.');
+  const o = v as JsonObject;
+  const tls: EndpointTls = {};
+  const file = (name: string): string | null => optionalString(o, name, { max: 4096, path: `${field}.tls.${name}` });
+  const ca = file('ca_file');
+  const cert = file('cert_file');
+  const key = file('key_file');
+  const servername = optionalString(o, 'servername', { max: 255, path: `${field}.tls.servername` });
+  if (ca) tls.caFile = ca;
+  if (cert) tls.certFile = cert;
+  if (key) tls.keyFile = key;
+  if (servername) tls.servername = servername;
+  if (!cert !== !key) throw Errors.invalidParameter(`${field}.tls`, 'cert_file and key_file go together.');
+  if (present(o.insecure)) {
+    if (typeof o.insecure !== 'boolean') throw Errors.invalidParameter(`${field}.tls.insecure`, 'It must be a boolean.');
+    if (o.insecure) tls.insecure = true;
+  }
+  return tls;
+}
+
 /** `source_instance` / `target_instance`: exactly one of `id` and `addrs`, and an optional password. */
-export function endpointBody(obj: JsonObject, field: string): { id: string | null; addrs: string | null; password: string | null } {
+export function endpointBody(obj: JsonObject, field: string): { id: string | null; addrs: string | null; password: string | null } & EndpointExtensions {
   const e = requiredObject(obj, field);
+  const tls = endpointTls(e, field);
+  const sentinelPassword = optionalString(e, 'sentinel_password', { max: 1024, path: `${field}.sentinel_password` });
   const id = optionalString(e, 'id', { max: 64, path: `${field}.id` });
   const addrsText = optionalString(e, 'addrs', { max: 4096, path: `${field}.addrs` });
   const password = optionalString(e, 'password', { max: 1024, path: `${field}.password` });
   const hasId = id !== null && id !== '';
   const hasAddrs = addrsText !== null && addrsText !== '';
   if (hasId === hasAddrs) throw Errors.invalidParameter(field, hasId ? 'Give either id or addrs, not both.' : 'Give id or addrs.');
-  return { id: hasId ? id : null, addrs: hasAddrs ? validateAddrs(addrsText, `${field}.addrs`) : null, password: password === '' ? null : password };
+  return { id: hasId ? id : null, addrs: hasAddrs ? validateAddrs(addrsText, `${field}.addrs`) : null, password: password === '' ? null : password, tls, sentinelPassword: sentinelPassword === '' ? null : sentinelPassword };
 }
 
 /** Integer query parameters (`offset`, `limit`) with DCS.4800 naming the parameter. */

@@ -62,8 +62,9 @@ export function credentialsOf(e: Endpoint): Pick<Endpoint, 'user' | 'password' |
   return c;
 }
 
+/** Any TLS settings object turns TLS on, an empty one too (TLS with the system's CAs). */
 function hasTlsSettings(tls: EndpointTls | undefined): boolean {
-  return tls !== undefined && Object.values(tls).some((v) => v !== undefined && v !== false);
+  return tls !== undefined && tls !== null;
 }
 
 /**
