@@ -1,76 +1,78 @@
 #!/usr/bin/env node
+/**
+ * The command line. Only commander is loaded up front: each command imports what it needs when
+ * it runs (the service's HTTP server and database, the S3 client for imports), so `--version`,
+ * `--help` and `migrate` start fast.
+ */
 import { Command } from 'commander';
-import { migrateCommand } from './cli/migrate.js';
-import { serveCommand } from './cli/serve.js';
-import { importCommand } from './cli/import.js';
-import { verifyCommand } from './cli/verify.js';
+import { addRoleOptions } from './cli/endpoints.js';
+import { printFailure } from './cli/output.js';
+
+const VERSION = '0.1.0';
 
 const program = new Command();
 program
   .name('ferry')
   .description('Online Redis data migration: copies a snapshot, then follows every later write.')
-  .version('0.1.0');
+  .version(VERSION);
 
-program
+const ADDRS_HELP = 'host:port[,host:port...] (cluster nodes, or a master and its replicas), redis://[user:password@]host:port, rediss://... (TLS) or sentinel://host:port[,host:port...]/master-name';
+
+const migrate = program
   .command('migrate')
   .description('migrate one Redis deployment into another')
-  .requiredOption('--source <addrs>', 'source: host:port[,host:port...] (cluster nodes) or redis://[user:password@]host:port')
-  .requiredOption('--target <addrs>', 'target: host:port[,host:port...] (cluster nodes) or redis://[user:password@]host:port')
-  .option('--source-user <user>', 'ACL user on the source')
-  .option('--source-password <password>', 'source password (visible in ps: prefer --source-password-file or FERRY_SOURCE_PASSWORD)')
-  .option('--source-password-file <file>', 'read the source password from this file')
-  .option('--target-user <user>', 'ACL user on the target')
-  .option('--target-password <password>', 'target password (visible in ps: prefer --target-password-file or FERRY_TARGET_PASSWORD)')
-  .option('--target-password-file <file>', 'read the target password from this file')
+  .requiredOption('--source <addrs>', `source: ${ADDRS_HELP}`)
+  .requiredOption('--target <addrs>', 'target: the same forms as --source');
+addRoleOptions(migrate, 'source');
+addRoleOptions(migrate, 'target');
+migrate
   .option('--target-conflict <policy>', 'keys already on the target before the full sync: fail (refuse, the default), replace (write over them), purge-first (empty the target first)', 'fail')
   .option('--method <method>', 'full | incremental (also full_amount_migration | incremental_migration)', 'full')
   .option('--until-synced', 'incremental: exit 0 once the target has applied everything the source sent')
-  .option('--json', 'one JSON progress object per line on stdout')
+  .option('--json', 'one JSON progress object per line on stdout, the summary last')
   .option('--db-map <pairs>', 'send source db N to target db M: "N:M,N2:M2" (standalone targets)')
   .option('--dbs <list>', 'migrate only these source dbs: "0,1,5"')
   .option('--db-prefix <pairs>', 'prefix the keys of source db N: "1=db1:,2=db2:" (keeps dbs apart on a cluster)')
   .option('--drop-flush', 'do not forward FLUSHALL / FLUSHDB')
   .option('--rewrite', 'rebuild every key with type commands instead of RESTORE')
-  .option('--lanes <n>', 'pipelined target connections during the snapshot', '4')
+  .option('--lanes <n>', 'pipelined target connections during the snapshot (1-64)', '4')
   .option('--resume <mode>', 'auto: on a lost source link reconnect forever and resume (PSYNC); manual: fail', 'manual')
   .option('--bandwidth-limit <mb>', 'MB/s read from the source, all shards together (1-10240)')
   .option('--checkpoint <name>', 'exactly-once across restarts: keep checkpoints on the target under __ferry:checkpoint:<name>:*; a later run with the same name resumes from them')
   .option('--on-write-error <policy>', 'a write the target refuses for good: skip (log, count, go on; exit 2 at the end) or fail (stop at once)', 'skip')
-  .option('--log-level <level>', 'log level on stderr: error, warn, info, debug', 'warn')
+  .option('--log-level <level>', 'JSON log lines on stderr: error, warn, info, debug (default: warnings, without repeating the final error)')
   .action(async (opts) => {
+    const { migrateCommand } = await import('./cli/migrate.js');
     process.exitCode = await migrateCommand(opts);
   });
 
-program
+const importCmd = program
   .command('import')
   .description('load backup files (RDB, AOF, multi-part AOF dir, .zip, .tar.gz) into a target')
   .argument('<files...>', 'local paths, or object keys with --s3-bucket')
-  .requiredOption('--target <addrs>', 'target: host:port[,host:port...] or redis://...')
-  .option('--target-user <user>', 'ACL user on the target')
-  .option('--target-password <password>', 'target password (visible in ps: prefer --target-password-file or FERRY_TARGET_PASSWORD)')
-  .option('--target-password-file <file>', 'read the target password from this file')
+  .requiredOption('--target <addrs>', `target: ${ADDRS_HELP}`);
+addRoleOptions(importCmd, 'target');
+importCmd
   .option('--s3-bucket <bucket>', 'read the files from this S3-compatible bucket (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)')
   .option('--s3-endpoint <url>', 'S3-compatible endpoint (MinIO, OBS...)')
   .option('--s3-region <region>', 'S3 region')
   .option('--dbs <list>', 'import only these dbs')
   .option('--db-prefix <pairs>', 'prefix the keys of db N: "1=db1:"')
-  .option('--json', 'JSON progress lines on stdout')
-  .option('--log-level <level>', 'log level on stderr', 'warn')
+  .option('--json', 'JSON progress lines on stdout, the summary last')
+  .option('--log-level <level>', 'JSON log lines on stderr: error, warn, info, debug')
   .action(async (files: string[], opts) => {
+    const { importCommand } = await import('./cli/import.js');
     process.exitCode = await importCommand(files, opts);
   });
 
-program
+const verify = program
   .command('verify')
   .description('compare two deployments key by key, both ways (exit 0 only when equal)')
-  .requiredOption('--source <addrs>', 'source: host:port[,host:port...]')
-  .requiredOption('--target <addrs>', 'target: host:port[,host:port...]')
-  .option('--source-user <user>', 'ACL user on the source')
-  .option('--source-password <password>', 'source password (visible in ps: prefer --source-password-file or FERRY_SOURCE_PASSWORD)')
-  .option('--source-password-file <file>', 'read the source password from this file')
-  .option('--target-user <user>', 'ACL user on the target')
-  .option('--target-password <password>', 'target password (visible in ps: prefer --target-password-file or FERRY_TARGET_PASSWORD)')
-  .option('--target-password-file <file>', 'read the target password from this file')
+  .requiredOption('--source <addrs>', `source: ${ADDRS_HELP}`)
+  .requiredOption('--target <addrs>', 'target: the same forms as --source');
+addRoleOptions(verify, 'source');
+addRoleOptions(verify, 'target');
+verify
   .option('--rounds <n>', 're-check differing keys this many rounds (keys still changing converge)', '1')
   .option('--ttl-tolerance-ms <ms>', 'allowed TTL difference', '2000')
   .option('--db-map <pairs>', 'the migration\'s db mapping: "N:M"')
@@ -78,6 +80,7 @@ program
   .option('--db-prefix <pairs>', 'the migration\'s per-db key prefixes: "1=db1:"')
   .option('--json', 'the report as JSON on stdout')
   .action(async (opts) => {
+    const { verifyCommand } = await import('./cli/verify.js');
     process.exitCode = await verifyCommand(opts);
   });
 
@@ -89,10 +92,11 @@ program
   .option('--config <file>', 'JSON or YAML: credentials and registered instances')
   .option('--log-level <level>', 'log level on stdout', 'info')
   .action(async (opts) => {
+    const { serveCommand } = await import('./cli/serve.js');
     await serveCommand(opts);
   });
 
 program.parseAsync(process.argv).catch((e: Error) => {
-  process.stderr.write(`ferry: ${e.message}\n`);
+  printFailure(e.message);
   process.exitCode = 1;
 });

@@ -8,6 +8,10 @@ export interface RegisteredInstance {
   name: string;
   addrs: string;
   password?: string;
+  /** TLS settings (files on this host), an extension. */
+  tls?: import('../common/endpoint.js').EndpointTls;
+  /** Sentinel's own password, for `sentinel://` addrs. */
+  sentinelPassword?: string;
 }
 
 export class InstanceRegistry {

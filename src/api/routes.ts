@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AddressPolicyError, checkAddress, type AddressPolicy } from '../common/address-policy.js';
+import type { EndpointTls } from '../common/endpoint.js';
 import { TaskManager, TaskStateError } from '../tasks/manager.js';
 import type { LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint } from '../tasks/model.js';
 import { Errors } from './errors.js';
@@ -15,6 +16,22 @@ interface EndpointBody {
   id?: string | null;
   addrs?: string | null;
   password?: string | null;
+  /** Extensions: TLS (true, or files on this host) and Sentinel's own password. */
+  tls?: boolean | null | { ca_file?: string | null; cert_file?: string | null; key_file?: string | null; servername?: string | null; insecure?: boolean | null };
+  sentinel_password?: string | null;
+}
+
+/** The TLS settings an endpoint body asks for (validated by its schema), or null. */
+function tlsOf(body: EndpointBody['tls']): EndpointTls | null {
+  if (body === undefined || body === null || body === false) return null;
+  if (body === true) return {};
+  const tls: EndpointTls = {};
+  if (body.ca_file) tls.caFile = body.ca_file;
+  if (body.cert_file) tls.certFile = body.cert_file;
+  if (body.key_file) tls.keyFile = body.key_file;
+  if (body.servername) tls.servername = body.servername;
+  if (body.insecure) tls.insecure = true;
+  return tls;
 }
 
 /** bandwidth_limit_mb after validation: a number, a numeric string, '' or null. */
@@ -105,11 +122,29 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
       if (!instance) throw Errors.instanceNotFound(given.id);
       await checkPolicy(projectId, field, instance.addrs.split(','), true);
       const secret = password ?? instance.password ?? null;
-      return { id: instance.id, addrs: instance.addrs, name: instance.name, password: secret === null ? null : secrets.seal(secret) };
+      const sentinelSecret = given.sentinel_password || instance.sentinelPassword || null;
+      return {
+        id: instance.id,
+        addrs: instance.addrs,
+        name: instance.name,
+        password: secret === null ? null : secrets.seal(secret),
+        tls: tlsOf(given.tls) ?? instance.tls ?? null,
+        sentinelPassword: sentinelSecret === null ? null : secrets.seal(sentinelSecret),
+      };
     }
-    const addrs = (given.addrs ?? '').split(',').map((a) => a.trim()).filter((a) => a !== '');
-    await checkPolicy(projectId, field, addrs, false);
-    return { id: null, addrs: addrs.join(','), name: null, password: password === null ? null : secrets.seal(password) };
+    const text = (given.addrs ?? '').trim();
+    // A sentinel:// address is one string (its list is Sentinel's); the policy checks the Sentinels.
+    const addrs = /^sentinel:/i.test(text) ? [text] : text.split(',').map((a) => a.trim()).filter((a) => a !== '');
+    const policyAddrs = /^sentinel:\/\//i.test(text) ? text.slice('sentinel://'.length).split('/')[0]!.split(',') : addrs;
+    await checkPolicy(projectId, field, policyAddrs, false);
+    return {
+      id: null,
+      addrs: addrs.join(','),
+      name: null,
+      password: password === null ? null : secrets.seal(password),
+      tls: tlsOf(given.tls),
+      sentinelPassword: given.sentinel_password ? secrets.seal(given.sentinel_password) : null,
+    };
   }
 
   // 2. CreateOnlineMigrationTask

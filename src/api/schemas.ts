@@ -20,6 +20,9 @@ const ADDR = `${HOST}:${PORT}`;
 /** `host:port[,host:port...]`, at most 64 addresses; empty means "not given". */
 export const ADDRS_PATTERN = `^(?:\\s*${ADDR}\\s*(?:,\\s*${ADDR}\\s*){0,63})?$`;
 
+/** An extension: `sentinel://host:port[,host:port...]/master-name` (Sentinel's password goes in sentinel_password). */
+export const SENTINEL_PATTERN = `^sentinel://${ADDR}(?:,${ADDR}){0,15}/[A-Za-z0-9._-]{1,128}$`;
+
 /** Names shown in logs and lists: no control characters (NUL, CR/LF would forge a log line) and not blank. */
 const NAME_PATTERN = '^(?=[\\s\\S]*\\S)[^\\p{Cc}\\u2028\\u2029]*$';
 /** Free text: tabs and line breaks allowed, other control characters not. */
@@ -65,9 +68,34 @@ const endpoint = (what: string) => ({
     {
       properties: {
         id: plainId(64),
-        addrs: nullable({ type: 'string', maxLength: 4096, pattern: ADDRS_PATTERN, description: 'host:port[,host:port...]: any nodes of a cluster, or a master and its replicas (at most 64).' }),
+        addrs: {
+          type: ['string', 'null'],
+          maxLength: 4096,
+          description: 'host:port[,host:port...]: any nodes of a cluster, or a master and its replicas (at most 64); or (extension) sentinel://host:port[,host:port...]/master-name.',
+          anyOf: [{ type: 'null' }, { pattern: ADDRS_PATTERN }, { pattern: SENTINEL_PATTERN }],
+        },
         password: nullable({ type: 'string', maxLength: 1024 }),
         name: text(128),
+        tls: {
+          ...ext,
+          description: 'Extension: connect with TLS. true (the system CAs), or files on the service host: ca_file, cert_file with key_file (mutual TLS), servername (SNI), insecure (no certificate check; a warning is logged).',
+          oneOf: [
+            { type: 'boolean' },
+            { type: 'null' },
+            {
+              type: 'object',
+              properties: {
+                ca_file: nullable({ type: 'string', maxLength: 4096 }),
+                cert_file: nullable({ type: 'string', maxLength: 4096 }),
+                key_file: nullable({ type: 'string', maxLength: 4096 }),
+                servername: nullable({ type: 'string', maxLength: 255 }),
+                insecure: { type: ['boolean', 'null'] },
+              },
+              dependentRequired: { cert_file: ['key_file'], key_file: ['cert_file'] },
+            },
+          ],
+        },
+        sentinel_password: { ...ext, ...nullable({ type: 'string', maxLength: 1024 }), description: "Extension: Sentinel's own password, for sentinel:// addrs." },
       },
     },
     {

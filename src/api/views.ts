@@ -20,6 +20,9 @@ function endpointView(e: TaskEndpoint | null): Record<string, unknown> | null {
     task_status: 'RUNNING',
     db: '0',
     proxy_multi_db: false,
+    // Ferry's extensions: TLS settings name files only; Sentinel's password is masked like the other.
+    ...(e.tls ? { tls: { ca_file: e.tls.caFile ?? '', cert_file: e.tls.certFile ?? '', key_file: e.tls.keyFile ?? '', servername: e.tls.servername ?? '', insecure: e.tls.insecure === true } } : {}),
+    ...(e.sentinelPassword ? { sentinel_password: maskSecret(true) } : {}),
   };
 }
 

@@ -1,11 +1,11 @@
-import { pino, type Logger } from 'pino';
-import { parseEndpoint, type Endpoint } from '../common/endpoint.js';
 import { DbMapper } from '../engine/db-map.js';
-import { Migration, type MigrationMethod } from '../engine/migration.js';
+import type { MigrationMethod } from '../engine/migration.js';
 import type { MigrationProgress } from '../engine/stats.js';
+import { endpointsFor, roleOptions } from './endpoints.js';
+import { commandLogger, printFailure } from './output.js';
 import { progressLine } from './progress.js';
-import { resolvePassword } from './passwords.js';
 import { TARGET_CONFLICT_POLICIES, type TargetConflictPolicy } from '../engine/preflight.js';
+import { summarize, summaryText } from './summary.js';
 
 export interface MigrateCommandOptions {
   source: string;
@@ -71,52 +71,76 @@ function parseBandwidth(text: string | undefined): number | null {
   return n;
 }
 
-/** ADDRS: one address or a comma-separated list (cluster nodes, or a master and its replicas). */
-function endpointsFrom(addrs: string, user: string | undefined, password: string | undefined): Endpoint[] {
-  const parts = addrs.split(',').map((a) => a.trim()).filter(Boolean);
-  if (parts.length === 0) throw new Error('an address list is empty');
-  return parts.map((a) => parseEndpoint(a, { user, password }));
+function parseLanes(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || !Number.isInteger(n) || n < 1 || n > 64) throw new Error(`invalid --lanes "${text}": an integer from 1 to 64`);
+  return n;
 }
+
+const TERMINAL: ReadonlySet<MigrationProgress['phase']> = new Set(['done', 'stopped', 'failed']);
 
 /** `ferry migrate`: runs one migration in the foreground and exits with its outcome. */
 export async function migrateCommand(opts: MigrateCommandOptions): Promise<number> {
   const method = parseMethod(opts.method);
   const targetConflict = parseTargetConflict(opts.targetConflict);
-  const source = endpointsFrom(opts.source, opts.sourceUser, resolvePassword('source', { password: opts.sourcePassword, passwordFile: opts.sourcePasswordFile }));
-  const target = endpointsFrom(opts.target, opts.targetUser, resolvePassword('target', { password: opts.targetPassword, passwordFile: opts.targetPasswordFile }));
-  const logger: Logger = pino({ level: opts.logLevel ?? 'warn', base: undefined }, pino.destination(2));
+  const source = endpointsFor(opts.source, roleOptions(opts, 'source'), 'source');
+  const target = endpointsFor(opts.target, roleOptions(opts, 'target'), 'target');
+  const lanes = parseLanes(opts.lanes);
+  const resumeMode = parseResume(opts.resume);
+  const bandwidthLimitMb = parseBandwidth(opts.bandwidthLimit);
+  const writeErrorPolicy = parsePolicy(opts.onWriteError);
+  const dbs = DbMapper.parse(opts.dbMap, { only: DbMapper.parseDbList(opts.dbs), prefixes: DbMapper.parsePrefixes(opts.dbPrefix) });
+  const logger = await commandLogger(opts.logLevel);
+  const { Migration } = await import('../engine/migration.js');
   const migration = new Migration({
     source,
     target,
     method,
     untilSynced: opts.untilSynced,
-    dbs: DbMapper.parse(opts.dbMap, { only: DbMapper.parseDbList(opts.dbs), prefixes: DbMapper.parsePrefixes(opts.dbPrefix) }),
+    dbs,
     dropFlush: opts.dropFlush,
     rewrite: opts.rewrite ? 'always' : 'auto',
-    lanes: opts.lanes ? Number(opts.lanes) : undefined,
+    lanes,
     logger,
-    resumeMode: parseResume(opts.resume),
-    bandwidthLimitMb: parseBandwidth(opts.bandwidthLimit),
+    resumeMode,
+    bandwidthLimitMb,
     checkpointKey: opts.checkpoint ? `__ferry:checkpoint:${opts.checkpoint}` : undefined,
-    writeErrorPolicy: parsePolicy(opts.onWriteError),
+    writeErrorPolicy,
     targetConflict,
   });
 
+  const startedAt = Date.now();
+  let streamStart: number | null = null;
   const tty = process.stderr.isTTY && !opts.json;
   let lastPlain = 0;
   let lastLine = '';
-  const report = (p: MigrationProgress, final = false): void => {
+  let barShown = false;
+  const report = (p: MigrationProgress): void => {
+    if (streamStart === null && p.stream.appliedOffset > 0 && (p.phase === 'incremental' || p.phase === 'done' || p.phase === 'stopped')) streamStart = p.stream.appliedOffset;
+    // The outcome is printed once, with the summary, when run() settles.
+    if (TERMINAL.has(p.phase)) return;
     if (opts.json) {
       process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...p })}\n`);
     } else if (tty) {
-      process.stderr.write(`\r\x1b[2K${progressLine(p)}${final ? '\n' : ''}`);
-    } else if (final || Date.now() - lastPlain >= 5000) {
+      barShown = true;
+      process.stderr.write(`\r\x1b[2K${progressLine(p)}`);
+    } else if (Date.now() - lastPlain >= 5000) {
       const line = progressLine(p);
       if (line === lastLine) return;
       lastPlain = Date.now();
       lastLine = line;
       process.stderr.write(`${line}\n`);
     }
+  };
+  const finish = (p: MigrationProgress): void => {
+    const summary = summarize(p, startedAt, streamStart);
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...p, summary })}\n`);
+      return;
+    }
+    if (barShown) process.stderr.write('\r\x1b[2K');
+    if (p.phase !== 'failed') process.stderr.write(`${summaryText(summary)}\n`);
   };
   migration.on('progress', (p: MigrationProgress) => report(p));
 
@@ -125,15 +149,15 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
   process.once('SIGTERM', stop);
   try {
     const result = await migration.run();
-    report(result, true);
+    finish(result);
     if (result.errors.count > 0) {
-      process.stderr.write(`ferry: ${result.errors.count} writes were refused by the target (see the log above)\n`);
+      printFailure(`${result.errors.count} writes were refused by the target (each is in the log above)`);
       return 2;
     }
     return 0;
   } catch (e) {
-    report(migration.progress(), true);
-    process.stderr.write(`ferry: ${(e as Error).message}\n`);
+    finish(migration.progress());
+    printFailure((e as Error).message);
     return 1;
   } finally {
     process.off('SIGINT', stop);

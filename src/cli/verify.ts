@@ -1,7 +1,6 @@
-import { parseEndpoint } from '../common/endpoint.js';
 import { DbMapper } from '../engine/db-map.js';
-import { verifyDeployments, type VerifyReport } from '../verify/index.js';
-import { resolvePassword } from './passwords.js';
+import type { VerifyReport } from '../verify/index.js';
+import { endpointsFor, roleOptions } from './endpoints.js';
 
 export interface VerifyCommandOptions {
   source: string;
@@ -10,8 +9,6 @@ export interface VerifyCommandOptions {
   sourcePassword?: string;
   targetUser?: string;
   targetPassword?: string;
-  sourcePasswordFile?: string;
-  targetPasswordFile?: string;
   rounds?: string;
   ttlToleranceMs?: string;
   json?: boolean;
@@ -42,8 +39,9 @@ function summary(r: VerifyReport): string {
  * (value, type, TTL, stream groups, functions). Exit code 0 only when nothing differs.
  */
 export async function verifyCommand(opts: VerifyCommandOptions): Promise<number> {
-  const source = opts.source.split(',').map((a) => parseEndpoint(a, { user: opts.sourceUser, password: resolvePassword('source', { password: opts.sourcePassword, passwordFile: opts.sourcePasswordFile }) }));
-  const target = opts.target.split(',').map((a) => parseEndpoint(a, { user: opts.targetUser, password: resolvePassword('target', { password: opts.targetPassword, passwordFile: opts.targetPasswordFile }) }));
+  const source = endpointsFor(opts.source, roleOptions(opts, 'source'), 'source');
+  const target = endpointsFor(opts.target, roleOptions(opts, 'target'), 'target');
+  const { verifyDeployments } = await import('../verify/index.js');
   const report = await verifyDeployments({
     source,
     target,

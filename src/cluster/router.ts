@@ -29,7 +29,7 @@ interface Unit {
 }
 
 /** How to log in to every node: the seed endpoint's user, password (and transport settings). */
-export type NodeCredentials = Pick<Endpoint, 'user' | 'password'>;
+export type NodeCredentials = Pick<Endpoint, 'user' | 'password' | 'tls'>;
 
 interface Node {
   address: string;

@@ -9,9 +9,10 @@
  * flat arrays, never RESP3 maps.
  */
 
-import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
+import { credentialsOf, describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
-import { RedisConnection } from '../resp/connection.js';
+import { RedisAuthError, RedisConnection } from '../resp/connection.js';
+import { masterFromSentinels } from '../source/sentinel.js';
 import type { Deployment, Shard, SlotRange } from './topology-types.js';
 
 export const SLOT_COUNT = 16384;
@@ -139,7 +140,7 @@ function checkPort(port: number, what: string): number {
  * yet) is an error, since there is nowhere to read or write its slots. Shards without slots
  * (empty masters) hold no keys and take no writes, so they are not part of the deployment.
  */
-export function parseClusterShards(reply: Reply, connectedHost: string): ParsedShard[] {
+export function parseClusterShards(reply: Reply, connectedHost: string, useTls = false): ParsedShard[] {
   if (!Array.isArray(reply)) throw badReply('CLUSTER SHARDS', 'not an array');
   const out: ParsedShard[] = [];
   for (const entry of reply) {
@@ -155,15 +156,17 @@ export function parseClusterShards(reply: Reply, connectedHost: string): ParsedS
       const id = text(node.get('id'));
       const failed = text(node.get('health')) === 'failed';
       const role = text(node.get('role'));
-      if (!node.has('port')) {
-        throw new TopologyError(`cluster node ${id} only has a TLS port; TLS is not supported`);
+      // With TLS a node announces `tls-port` (and `port` only when it also listens in plain).
+      const portField = useTls && node.has('tls-port') ? 'tls-port' : 'port';
+      if (!node.has(portField)) {
+        throw new TopologyError(`cluster node ${id} only has a TLS port: connect with TLS (rediss:// or the TLS options)`);
       }
       // `endpoint` is what the cluster tells clients to use (ip, hostname or '?', per
       // cluster-preferred-endpoint-type); `ip` is the fallback when it is unknown.
       const endpoint = text(node.get('endpoint'));
       const ip = text(node.get('ip'));
       const host = hostOr(endpoint !== '' && endpoint !== '?' ? endpoint : ip, connectedHost);
-      const addr: NodeAddr = { host, port: checkPort(int(node.get('port')), 'CLUSTER SHARDS') };
+      const addr: NodeAddr = { host, port: checkPort(int(node.get(portField)), 'CLUSTER SHARDS') };
       if (role === 'master') master = { ...addr, id, failed };
       else if (!failed) replicas.push(addr);
     }
@@ -280,17 +283,8 @@ export function parseClusterNodes(reply: Reply | string, connectedHost: string):
 // ---------------------------------------------------------------------------------------------
 // Talking to nodes
 
-interface Credentials {
-  user?: string;
-  password?: string;
-}
-
-function credentialsOf(e: Endpoint): Credentials {
-  const c: Credentials = {};
-  if (e.user !== undefined) c.user = e.user;
-  if (e.password !== undefined) c.password = e.password;
-  return c;
-}
+/** What every node of a deployment shares with the address it was found from: login and TLS. */
+type Credentials = ReturnType<typeof credentialsOf>;
 
 function withCredentials(a: NodeAddr, cred: Credentials): Endpoint {
   return { host: a.host, port: a.port, ...cred };
@@ -353,10 +347,11 @@ function reason(err: unknown): string {
 }
 
 /** Shards from the best command the node understands. */
-async function clusterShards(node: Node, host: string): Promise<ParsedShard[]> {
+async function clusterShards(node: Node, host: string, useTls: boolean): Promise<ParsedShard[]> {
   const refusals: string[] = [];
+  // CLUSTER SLOTS and NODES already report the port of the kind of connection asking (TLS or not).
   const attempts: [string[], (r: Reply) => ParsedShard[]][] = [
-    [['CLUSTER', 'SHARDS'], (r) => parseClusterShards(r, host)],
+    [['CLUSTER', 'SHARDS'], (r) => parseClusterShards(r, host, useTls)],
     [['CLUSTER', 'SLOTS'], (r) => parseClusterSlots(r, host)],
     [['CLUSTER', 'NODES'], (r) => parseClusterNodes(r, host)],
   ];
@@ -423,12 +418,16 @@ async function followToMaster(first: Node, start: Endpoint, timeoutMs: number): 
 export async function discoverDeployment(addrs: readonly Endpoint[], opts: DiscoverOptions = {}): Promise<Deployment> {
   if (addrs.length === 0) throw new TopologyError('no address given');
   const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  // Sentinels say where the master is now; from there on it is a standalone deployment.
+  if (addrs[0]!.sentinel) addrs = [await masterFromSentinels(addrs, Math.min(timeoutMs, 5000))];
   const failures: string[] = [];
   for (const addr of addrs) {
     let node: Node;
     try {
       node = await Node.open(addr, timeoutMs);
     } catch (err) {
+      // A refused password is a verdict: every node of the deployment would refuse it too.
+      if (err instanceof RedisAuthError) throw new TopologyError(err.message);
       failures.push(`${describeEndpoint(addr)}: ${reason(err)}`);
       continue;
     }
@@ -436,7 +435,7 @@ export async function discoverDeployment(addrs: readonly Endpoint[], opts: Disco
       const cluster = await node.info('cluster');
       const cred = credentialsOf(addr);
       if (cluster.get('cluster_enabled') === '1') {
-        const parsed = await clusterShards(node, addr.host);
+        const parsed = await clusterShards(node, addr.host, addr.tls !== undefined);
         if (parsed.length === 0) throw new TopologyError(`${describeEndpoint(addr)} is a cluster node, but no master owns any slot`);
         // by first slot: the same cluster gives the same shard order whichever node answered
         parsed.sort((a, b) => (a.slots[0]?.[0] ?? 0) - (b.slots[0]?.[0] ?? 0));
@@ -455,10 +454,20 @@ export async function discoverDeployment(addrs: readonly Endpoint[], opts: Disco
       // failed shard) is a verdict, not a reason to ask the next address: they would tell
       // the same story, and a silent fallback could pick another deployment.
       if (err instanceof TopologyError) throw err;
+      if (err instanceof ReplyError && /^NOAUTH/.test(err.message)) {
+        throw new TopologyError(`authentication failed for ${describeEndpoint(addr)}: it requires a password (${err.message})`);
+      }
       failures.push(`${describeEndpoint(addr)}: ${reason(err)}`);
     } finally {
       node.close();
     }
+  }
+  // One address: its own reason says it all; several: each one's.
+  if (failures.length === 1) {
+    const [only] = failures as [string];
+    const address = describeEndpoint(addrs[0]!);
+    const why = only.slice(address.length + 2);
+    throw new TopologyError(why.includes(address) ? why : only);
   }
   throw new TopologyError(`no address answered (${failures.join('; ')})`);
 }

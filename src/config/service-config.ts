@@ -77,6 +77,39 @@ function stringField(file: string, where: string, o: Record<string, unknown>, na
 }
 
 /**
+ * A registered instance's TLS settings (`tls`: true, or { caFile, certFile, keyFile, servername,
+ * insecure }; relative paths are taken from the config file's folder) and Sentinel's own
+ * password (`sentinelPassword`). Ferry's extensions.
+ */
+function instanceExtensions(file: string, where: string, o: Record<string, unknown>): Pick<RegisteredInstance, 'tls' | 'sentinelPassword'> {
+  const out: Pick<RegisteredInstance, 'tls' | 'sentinelPassword'> = {};
+  const sentinelPassword = stringField(file, where, o, 'sentinelPassword', false);
+  if (sentinelPassword !== undefined) out.sentinelPassword = sentinelPassword;
+  const t = o.tls;
+  if (t === undefined || t === null || t === false) return out;
+  if (t === true) return { ...out, tls: {} };
+  if (typeof t !== 'object' || Array.isArray(t)) fail(file, `${where}.tls must be true or an object`);
+  const tlsObj = t as Record<string, unknown>;
+  const resolved = (name: string): string | undefined => {
+    const v = stringField(file, `${where}.tls`, tlsObj, name, false);
+    return v === undefined ? undefined : path.resolve(path.dirname(file), v);
+  };
+  const tls: NonNullable<RegisteredInstance['tls']> = {};
+  const caFile = resolved('caFile');
+  const certFile = resolved('certFile');
+  const keyFile = resolved('keyFile');
+  const servername = stringField(file, `${where}.tls`, tlsObj, 'servername', false);
+  if (caFile) tls.caFile = caFile;
+  if (certFile) tls.certFile = certFile;
+  if (keyFile) tls.keyFile = keyFile;
+  if (servername) tls.servername = servername;
+  if (!certFile !== !keyFile) fail(file, `${where}.tls: certFile and keyFile go together`);
+  if (tlsObj.insecure !== undefined && typeof tlsObj.insecure !== 'boolean') fail(file, `${where}.tls.insecure must be a boolean`);
+  if (tlsObj.insecure === true) tls.insecure = true;
+  return { ...out, tls };
+}
+
+/**
  * Loads the configuration file, then adds a credential from FERRY_AK / FERRY_SK /
  * FERRY_PROJECT_ID when those are set. Errors name the file and the entry, never a secret.
  */
@@ -130,6 +163,7 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
         name: stringField(file, where, o, 'name', false) ?? '',
         addrs: stringField(file, where, o, 'addrs')!,
         password: stringField(file, where, o, 'password', false),
+        ...instanceExtensions(file, where, o),
       });
     });
     const buckets = top.buckets ?? {};

@@ -27,7 +27,17 @@ export interface BackupImportOptions {
   maxPayloadBytes?: number;
   /** Where zips from object stores are spooled (they need random access). */
   tempDir?: string;
+  /**
+   * Read the whole backup once before writing (every RDB structure and checksum, every AOF
+   * command), so that a truncated or corrupt file fails with nothing written. 'auto' (the
+   * default) does it when every file is local and they add up to at most 1 GiB (a few seconds
+   * of parsing); 'never' skips it (the header checks of planning still apply).
+   */
+  validate?: 'auto' | 'always' | 'never';
 }
+
+/** Up to this size a local backup is read once in full before anything is written. */
+const VALIDATE_LIMIT_BYTES = 1024 ** 3;
 
 export interface BackupImportProgress {
   phase: 'planning' | 'importing' | 'done' | 'failed' | 'stopped';
@@ -109,10 +119,11 @@ export class BackupImport extends EventEmitter {
       const plan = await planBackup(this.options.files, { tempDir: this.options.tempDir });
       this.state.bytesTotal = plan.totalBytes;
       for (const w of plan.warnings) this.warn(w);
+      if (this.shouldValidate(plan.totalBytes)) await this.validateAll();
       const deployment = await discoverDeployment(this.options.target).catch((e: Error) => {
         throw new Error(`target: ${e.message}`);
       });
-      target = await openTarget(deployment, { user: this.options.target[0]!.user, password: this.options.target[0]!.password }, (e: Error) => {
+      target = await openTarget(deployment, { user: this.options.target[0]!.user, password: this.options.target[0]!.password, tls: this.options.target[0]!.tls }, (e: Error) => {
         lost ??= e;
         this.flow.fail(e);
       });
@@ -176,6 +187,12 @@ export class BackupImport extends EventEmitter {
       return this.progress();
     } catch (e) {
       this.state.failure = lost ? `lost the target: ${lost.message}` : (e as Error).message;
+      // A failure after writing began leaves part of the backup on the target: say how much.
+      // Writes still in flight are awaited first, so the count is what the target acknowledged.
+      if (this.state.phase === 'importing') {
+        if (!lost) await target?.drain().catch(() => undefined);
+        this.state.failure += ` (${this.writtenSoFar()})`;
+      }
       this.setPhase('failed');
       logger.error({ reason: this.state.failure }, 'import failed');
       throw new Error(this.state.failure);
@@ -183,6 +200,37 @@ export class BackupImport extends EventEmitter {
       clearInterval(timer);
       target?.close();
     }
+  }
+
+  private shouldValidate(totalBytes: number | null): boolean {
+    const mode = this.options.validate ?? 'auto';
+    if (mode !== 'auto') return mode === 'always';
+    return this.options.files.every((f) => f.localPath !== undefined) && totalBytes !== null && totalBytes <= VALIDATE_LIMIT_BYTES;
+  }
+
+  /** One pass over every part that only parses: what fails here fails before any write. */
+  private async validateAll(): Promise<void> {
+    const started = Date.now();
+    for await (const part of backupParts(this.options.files, { tempDir: this.options.tempDir })) {
+      if (this.stopRequested) break;
+      this.state.currentFile = part.file;
+      await readBackupPart(
+        part,
+        { entry: () => undefined, commands: () => undefined, warning: () => undefined },
+        { parser: { wantsPayload: () => true, maxPayloadBytes: this.options.maxPayloadBytes } },
+      );
+    }
+    this.state.currentFile = null;
+    this.options.logger.info({ ms: Date.now() - started }, 'backup validated: every file reads to its end');
+  }
+
+  /** What the target already holds from this import, in words. */
+  private writtenSoFar(): string {
+    const keys = this.snapshot.restored + this.snapshot.rewritten;
+    const commands = this.stream.commandsForwarded;
+    const files = this.state.files.length;
+    if (keys === 0 && commands === 0) return 'nothing was written to the target';
+    return `${keys.toLocaleString('en-US')} keys and ${commands.toLocaleString('en-US')} commands were written to the target before the failure, while reading ${this.state.currentFile ?? 'the backup'} (${files} file${files === 1 ? '' : 's'} given): the target holds part of the backup`;
   }
 
   /** AOF commands go through the same stream path as a migration's, without checkpoints. */

@@ -22,6 +22,7 @@ import { ClusterStreamBackend } from './stream/cluster-backend.js';
 import { StandaloneStreamBackend } from './stream/standalone-backend.js';
 import { StreamApplier } from './stream/stream-applier.js';
 import { PreflightError, preflight, type TargetConflictPolicy } from './preflight.js';
+import { watchSwitchMaster } from '../source/sentinel-watch.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -237,6 +238,7 @@ export class Migration extends EventEmitter {
   /** One attempt: connects, runs every shard, returns when done or stopped, throws on failure. */
   private async runOnce(restarted: boolean): Promise<MigrationProgress> {
     const { logger } = this.options;
+    let watch: { close(): void } | null = null;
     try {
       const sourceList = list(this.options.source);
       const targetList = list(this.options.target);
@@ -249,7 +251,7 @@ export class Migration extends EventEmitter {
       const targetDeployment = await discoverDeployment(targetList).catch(unavailable);
       const flow = new FlowControl(this.options.flowBudgetBytes);
       this.flow = flow;
-      const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password }, (error) => {
+      const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password, tls: targetList[0]!.tls }, (error) => {
         this.targetLost ??= new Error(`lost the target: ${error.message}`);
         this.refusals.targetLost = true;
         flow.fail(this.targetLost);
@@ -277,6 +279,12 @@ export class Migration extends EventEmitter {
       this.shards = masters.map((master, i) => this.makeShard(master, i, target, flow, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), priorWrites));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
+      if (sourceList[0]!.sentinel && this.options.resumeMode === 'auto') {
+        watch = watchSwitchMaster(sourceList, (m) => {
+          logger.warn({ master: describeEndpoint(m) }, 'Sentinel announced a new master (+switch-master): moving the link there');
+          for (const s of this.shards) s.sourceMoved();
+        });
+      }
 
       const runs = this.shards.map((s) =>
         s.run().catch((e: Error) => {
@@ -304,6 +312,7 @@ export class Migration extends EventEmitter {
       throw e;
     } finally {
       if (this.timer) clearInterval(this.timer);
+      watch?.close();
       for (const s of this.shards) s.stop();
       this.target?.close();
       for (const m of this.monitors) m.close();

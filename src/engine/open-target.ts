@@ -9,7 +9,7 @@ import { TargetWriter, probeTarget } from '../target/writer.js';
 export type OpenedTarget = StandaloneTarget | ClusterTarget;
 
 /** Connects to what the target deployment turned out to be: lanes to a server, or a slot router. */
-export async function openTarget(deployment: Deployment, credentials: Pick<Endpoint, 'user' | 'password'>, onConnectionLost: (e: Error) => void, lanes = 4, replyTimeoutMs?: number): Promise<OpenedTarget> {
+export async function openTarget(deployment: Deployment, credentials: Pick<Endpoint, 'user' | 'password' | 'tls'>, onConnectionLost: (e: Error) => void, lanes = 4, replyTimeoutMs?: number): Promise<OpenedTarget> {
   if (deployment.kind === 'standalone') {
     return new StandaloneTarget(await TargetWriter.open(deployment.master, { lanes, onConnectionLost, replyTimeoutMs }));
   }

@@ -110,6 +110,14 @@ export class ShardSync {
     this.onPhase = fn;
   }
 
+  /**
+   * The master is known to have moved (Sentinel's +switch-master): the link is cut now, so the
+   * usual reconnect (auto mode) asks where the master is and resumes there with PSYNC.
+   */
+  sourceMoved(): void {
+    if (this.phase === 'incremental' || this.phase === 'snapshot') this.link?.close();
+  }
+
   stop(): void {
     this.stopRequested = true;
     this.link?.close();
@@ -182,7 +190,7 @@ export class ShardSync {
     const o = this.options.source;
     let probe: RedisConnection | null = null;
     try {
-      probe = await RedisConnection.connect({ host: o.host, port: o.port, user: o.user, password: o.password, name: 'ferry-probe', connectTimeoutMs: 3000 });
+      probe = await RedisConnection.connect({ host: o.host, port: o.port, user: o.user, password: o.password, tls: o.tls, name: 'ferry-probe', connectTimeoutMs: 3000 });
       const reply = await probe.call(['INFO', 'replication']);
       const text = Buffer.isBuffer(reply) ? reply.toString('latin1') : '';
       if (/^role:slave/m.test(text)) {

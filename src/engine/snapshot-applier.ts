@@ -36,6 +36,7 @@ export class SnapshotApplier {
   /** Writes sent and not answered for good (retries included). */
   private outstanding = 0;
   private settleWaiters: (() => void)[] = [];
+  private rewriteType = '';
   /** Set while skipping the chunks of a key that expired before it arrived. */
   private skippingKey = false;
   checksumVerified: boolean | null = null;
@@ -160,12 +161,21 @@ export class SnapshotApplier {
     const command = encodeRestore(entry, ttl, version, options, place.prefix);
     const route = this.target.route(db, place.prefix ? Buffer.concat([place.prefix, entry.key]) : entry.key);
     this.began(command.length);
+    const logical = entry.logical;
     this.sendRetrying(route, command, (error) => {
       if (error) this.errors.record(db, this.targetKey(place.prefix, entry.key), 'RESTORE', collisionHint(error, place.replace));
-      else this.stats.restored++;
+      else {
+        this.stats.restored++;
+        this.countType(logical);
+      }
       this.ended(command.length);
     });
     return this.flow.room();
+  }
+
+  private countType(logical: string): void {
+    const byType = (this.stats.keysByType ??= {});
+    byType[logical] = (byType[logical] ?? 0) + 1;
   }
 
   private targetKey(prefix: Buffer | null, key: Buffer): Buffer {
@@ -189,6 +199,7 @@ export class SnapshotApplier {
     const route = this.target.route(place.db, key);
     this.rewriteChannel = new BatchChannel<null>({ transport: (commands, done) => route.sendBatch(commands.map((c) => c.encoded), done), policy: this.refusals });
     this.rewriteDb = place.db;
+    this.rewriteType = header.logical;
     return this.sendRewrite(this.rewriter.begin(), key);
   }
 
@@ -202,6 +213,7 @@ export class SnapshotApplier {
     if (rewriter.failure !== null) this.errors.record(this.rewriteDb, rewriter.key, 'rewrite', rewriter.failure);
     const commands = rewriter.end();
     const db = this.rewriteDb;
+    const logical = this.rewriteType;
     return this.sendRewrite(commands, rewriter.key, (replies) => {
       if (rewriter.failure !== null) return;
       const last = replies[replies.length - 1];
@@ -209,7 +221,10 @@ export class SnapshotApplier {
       // RENAMENX answers 0 when the name is taken: a key of another merged database.
       if (rewriter.renamedWith === 'RENAMENX' && last === 0) {
         this.errors.record(db, rewriter.key, 'RENAMENX', collisionHint('BUSYKEY Target key name already exists.', false));
-      } else this.stats.rewritten++;
+      } else {
+        this.stats.rewritten++;
+        this.countType(logical);
+      }
     });
   }
 

@@ -16,6 +16,8 @@ export interface SnapshotStats {
   functions: number;
   skippedModuleAux: number;
   skippedKeyMeta: number;
+  /** Keys written (restored or rewritten), by type: string, list, set, zset, hash, stream, module. */
+  keysByType: Record<string, number>;
   startedAt: number | null;
   finishedAt: number | null;
 }
@@ -93,6 +95,7 @@ export function emptySnapshotStats(): SnapshotStats {
     functions: 0,
     skippedModuleAux: 0,
     skippedKeyMeta: 0,
+    keysByType: {},
     startedAt: null,
     finishedAt: null,
   };

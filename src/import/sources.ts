@@ -10,7 +10,9 @@ import type { LookupFunction } from 'node:net';
 import { open as openFd, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+// Types only: the SDK (a large module tree) is loaded when an object is first touched, so
+// commands and services that never read from an object store do not pay for it.
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import type { BackupFile, ByteRange } from './backup.js';
 import { BackupError, errorMessage } from './errors.js';
 
@@ -193,12 +195,26 @@ function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
   return typeof body === 'object' && body !== null && Symbol.asyncIterator in body;
 }
 
+type S3Sdk = typeof import('@aws-sdk/client-s3');
+
+/** One client per s3Files() call, made with the SDK on first use. */
+class LazyS3 {
+  private made: Promise<{ sdk: S3Sdk; client: S3Client }> | null = null;
+
+  constructor(private readonly options: S3ClientConfig) {}
+
+  get(): Promise<{ sdk: S3Sdk; client: S3Client }> {
+    this.made ??= import('@aws-sdk/client-s3').then((sdk) => ({ sdk, client: new sdk.S3Client(this.options) }));
+    return this.made;
+  }
+}
+
 class S3File implements BackupFile {
   private knownSize: number | null = null;
   private etag: string | undefined;
 
   constructor(
-    private readonly client: S3Client,
+    private readonly s3: LazyS3,
     private readonly bucket: string,
     readonly name: string,
     private readonly secrets: readonly string[],
@@ -214,7 +230,8 @@ class S3File implements BackupFile {
 
   async stat(): Promise<number> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.name }));
+      const { sdk, client } = await this.s3.get();
+      const head = await client.send(new sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.name }));
       if (head.ContentLength === undefined) throw new BackupError(`${this.where}: the object store did not give the object's size`, this.where);
       this.knownSize = head.ContentLength;
       this.etag = head.ETag;
@@ -231,7 +248,8 @@ class S3File implements BackupFile {
 
   private async bucketExists(): Promise<boolean> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      const { sdk, client } = await this.s3.get();
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.bucket }));
       return true;
     } catch (err) {
       return (err as S3ErrorShape).$metadata?.httpStatusCode !== 404;
@@ -241,7 +259,8 @@ class S3File implements BackupFile {
   private async get(start: number, end: number | undefined, ifMatch: string | undefined): Promise<{ body: AsyncIterable<Uint8Array>; length: number | null; etag: string | undefined }> {
     const range = start > 0 || end !== undefined ? `bytes=${start}-${end ?? ''}` : undefined;
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.name, Range: range, IfMatch: ifMatch }));
+      const { sdk, client } = await this.s3.get();
+      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.name, Range: range, IfMatch: ifMatch }));
       if (!isByteStream(out.Body)) throw new BackupError(`${this.where}: the object store returned no body`, this.where);
       if (range === undefined && out.ContentLength !== undefined) this.knownSize = out.ContentLength;
       return { body: out.Body, length: out.ContentLength ?? null, etag: out.ETag };
@@ -315,7 +334,7 @@ export function s3Files(config: ObjectStoreConfig, bucket: string, names: readon
       : {}),
     ...(config.lookup !== undefined ? { requestHandler: { httpAgent: new http.Agent({ lookup: config.lookup, keepAlive: true }), httpsAgent: new https.Agent({ lookup: config.lookup, keepAlive: true }) } } : {}),
   };
-  const client = new S3Client(options);
+  const client = new LazyS3(options);
   const secrets = [config.secretAccessKey ?? '', config.accessKeyId ?? ''];
   return names.map((name) => {
     if (name === '') throw new BackupError(`s3://${bucket}/: empty object key`);

@@ -12,13 +12,25 @@
 
 import type net from 'node:net';
 
-import { dial } from '../common/dial.js';
+import { dial, socketErrorReason } from '../common/dial.js';
+import type { EndpointTls } from '../common/endpoint.js';
 import { encodeCommand, type Arg } from './encode.js';
 import { PushReply, ReplyDecoder, RespProtocolError, type Reply } from './reply-decoder.js';
 
 /** The connection failed or was closed; the commands it carried may or may not have been applied. */
 export class RedisConnectionError extends Error {
   override readonly name = 'RedisConnectionError';
+}
+
+/** The server refused the user or password: retrying another address or later will not help. */
+export class RedisAuthError extends RedisConnectionError {
+  /** host:port of the server that refused. */
+  constructor(
+    message: string,
+    readonly address: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Receives the reply (a ReplyError for an error reply) or a RedisConnectionError. */
@@ -29,6 +41,8 @@ export interface RedisConnectOptions {
   port: number;
   user?: string;
   password?: string;
+  /** Present: the connection speaks TLS. */
+  tls?: EndpointTls;
   /** CLIENT SETNAME value (no spaces), to spot Ferry in CLIENT LIST on the target. */
   name?: string;
   /** Covers TCP connect plus AUTH/SETNAME. Default 10 s. */
@@ -42,6 +56,8 @@ export interface RedisConnectOptions {
    * the connection: "no reply from <address> within N s". Default 60 s; null: wait forever.
    */
   replyTimeoutMs?: number | null;
+  /** RESP3 push messages (pub/sub after HELLO 3), which answer no command. */
+  onPush?: (push: PushReply) => void;
 }
 
 interface Pending {
@@ -119,11 +135,7 @@ function formatMs(ms: number): string {
 const DEFAULT_REPLY_TIMEOUT_MS = 60_000;
 
 function errorCode(e: unknown): string {
-  if (e instanceof Error) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code ?? e.message;
-  }
-  return String(e);
+  return socketErrorReason(e);
 }
 
 export class RedisConnection {
@@ -144,6 +156,8 @@ export class RedisConnection {
   private sentSeq = 0;
   private answeredSeq = 0;
   private corked = false;
+  /** Whether any reply ever arrived (a hang-up before one says something about the port). */
+  private gotReply = false;
   private closing = false;
   private failure: RedisConnectionError | null = null;
   private resolveClosed!: (e: RedisConnectionError | null) => void;
@@ -152,6 +166,7 @@ export class RedisConnection {
   /** When the oldest unanswered command started waiting (or the last reply came). */
   private waitingSince = 0;
   private replyTimer: NodeJS.Timeout | null = null;
+  private readonly onPush: ((push: PushReply) => void) | undefined;
 
   private constructor(socket: net.Socket, address: string, opts: RedisConnectOptions) {
     this.socket = socket;
@@ -159,6 +174,7 @@ export class RedisConnection {
     this.maxInflight = opts.maxInflight ?? DEFAULT_MAX_INFLIGHT;
     this.maxInflightBytes = opts.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES;
     this.replyTimeoutMs = opts.replyTimeoutMs === undefined ? DEFAULT_REPLY_TIMEOUT_MS : opts.replyTimeoutMs;
+    this.onPush = opts.onPush;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -182,7 +198,9 @@ export class RedisConnection {
         // Connected but silent (a server that accepts and never answers) is not "cannot connect".
         const why = conn ? `no reply from ${address} within ${formatMs(timeoutMs)} (connected, but it did not answer ${opts.password === undefined ? 'CLIENT SETNAME' : 'AUTH'})` : `cannot connect to ${address}: timed out after ${formatMs(timeoutMs)}`;
         conn?.destroy();
-        reject(new RedisConnectionError(why));
+        // A TLS client on a plain port sends a hello that a plain server never answers.
+        const tlsHint = opts.tls && !conn ? `cannot connect to ${address}: the TLS handshake timed out after ${formatMs(timeoutMs)} (a plain port?)` : null;
+        reject(new RedisConnectionError(tlsHint ?? why));
       }, timeoutMs);
     });
     const attempt = async (): Promise<RedisConnection> => {
@@ -221,11 +239,17 @@ export class RedisConnection {
         this.destroy();
         // The server's text (WRONGPASS ..., ERR ...) never echoes the password.
         const why = e instanceof Error ? e.message : String(e);
-        throw e instanceof RedisConnectionError ? e : new RedisConnectionError(`cannot authenticate to ${this.address}: ${why}`);
+        throw e instanceof RedisConnectionError ? e : new RedisAuthError(`authentication failed for ${this.address}: ${why}`, this.address);
       }
     }
     await setName;
-    if (this.failure) throw this.failure;
+    if (this.failure) {
+      // A TLS port answers a plain client's first bytes by hanging up, without a reply.
+      if (!opts.tls && !this.gotReply && /closed by the server|ECONNRESET/.test(this.failure.message)) {
+        throw new RedisConnectionError(`${this.failure.message} before answering anything (a TLS port? use rediss:// or the TLS options)`);
+      }
+      throw this.failure;
+    }
   }
 
   /** Commands sent and not yet answered. */
@@ -371,7 +395,11 @@ export class RedisConnection {
 
   private onReply(r: Reply): void {
     // RESP3 push messages are out of band: they answer no command.
-    if (r instanceof PushReply) return;
+    if (r instanceof PushReply) {
+      this.onPush?.(r);
+      return;
+    }
+    this.gotReply = true;
     const p = this.pending.shift();
     if (p === undefined) {
       this.fail(`protocol error from ${this.address}: a reply arrived with no command pending`);

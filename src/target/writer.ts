@@ -143,7 +143,7 @@ export class TargetWriter {
     try {
       for (let i = 0; i < count; i++) {
         connections.push(
-          await RedisConnection.connect({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, name: `ferry-writer-${i}`, replyTimeoutMs: options.replyTimeoutMs }),
+          await RedisConnection.connect({ host: endpoint.host, port: endpoint.port, user: endpoint.user, password: endpoint.password, tls: endpoint.tls, name: `ferry-writer-${i}`, replyTimeoutMs: options.replyTimeoutMs }),
         );
       }
       const info = await probeTarget(connections[0]!);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { parseEndpoint, type Endpoint } from '../common/endpoint.js';
+import { parseAddressList, type Endpoint } from '../common/endpoint.js';
 import type { MigrationProgress } from '../engine/stats.js';
 import type { BackupFilesSpec, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
 import type { SecretBox } from './secrets.js';
@@ -141,6 +141,9 @@ export class TaskManager {
     task.updatedAt = new Date().toISOString();
     await this.store.updateTask(task);
     await this.log(task.id, 'INFO', 'CONFIGURED', `migration configured: ${input.method}, resume ${input.resumeMode}`);
+    for (const [side, e] of [['source', input.source], ['target', input.target]] as const) {
+      if (e.tls?.insecure) await this.log(task.id, 'WARN', 'TLS_INSECURE', `TLS certificate verification is off for the ${side} (tls.insecure): anyone on the path can read and change the data`);
+    }
     this.launch(task);
     return task;
   }
@@ -206,7 +209,7 @@ export class TaskManager {
   /** Live stats of a running task, or what was stored last. */
   stats(task: Task): TaskStats | null {
     const running = this.running.get(task.id);
-    if (running?.importProgress) return this.importStats(running.importProgress);
+    if (running?.importProgress) return this.importStats(running.importProgress, running);
     if (!running?.progress) return task.stats;
     return this.statsFrom(running);
   }
@@ -333,7 +336,8 @@ export class TaskManager {
   private endpointOf(e: TaskEndpoint | null): Endpoint[] {
     if (!e) throw new Error('the task has no source or target');
     const password = e.password ? this.secrets.open(e.password) : undefined;
-    return e.addrs.split(',').map((a) => parseEndpoint(a, { password }));
+    const sentinelPassword = e.sentinelPassword ? this.secrets.open(e.sentinelPassword) : undefined;
+    return parseAddressList(e.addrs, { password, sentinelPassword, ...(e.tls ? { tls: e.tls } : {}) });
   }
 
   private async onWorkerMessage(taskId: string, m: FromWorker): Promise<void> {
@@ -368,9 +372,10 @@ export class TaskManager {
         }
         case 'import-progress': {
           running.importProgress = m.progress;
+          this.sampleImportRates(running);
           const task = await this.store.getTaskById(taskId);
           if (!task) return;
-          task.stats = this.importStats(m.progress);
+          task.stats = this.importStats(m.progress, running);
           if (m.progress.warnings.length > 0 && task.stats) task.stats.writeErrors = m.progress.errors.count;
           const now = Date.now();
           if (now - running.lastPersist > 2000 || m.progress.phase !== 'importing') {
@@ -510,14 +515,34 @@ export class TaskManager {
     running.lastSample = { at: now, bytes, ops };
   }
 
-  private importStats(p: BackupImportProgress): TaskStats {
+  /** Import rates: backup bytes read and keys + commands written per second, between two reports. */
+  private sampleImportRates(running: Running): void {
+    const p = running.importProgress!;
+    const now = Date.now();
+    const ops = p.keys + p.commands;
+    const last = running.lastSample;
+    if (last && now > last.at) {
+      const seconds = (now - last.at) / 1000;
+      running.kbps = Math.max(0, (p.bytesRead - last.bytes) / 1024 / seconds);
+      running.ops = Math.max(0, (ops - last.ops) / seconds);
+    }
+    if (p.phase !== 'importing' && p.phase !== 'planning') running.kbps = running.ops = 0;
+    running.lastSample = { at: now, bytes: p.bytesRead, ops };
+  }
+
+  /**
+   * An import's stats. Not meaningful for a backup, and so 0 or absent: `offset` (no
+   * replication lag), `source_dbsize` (no source server: the keys read are `keys_migrated`),
+   * `target_dbsize` (not polled during an import).
+   */
+  private importStats(p: BackupImportProgress, running?: Running): TaskStats {
     return {
       fullMigrationProgress: p.progress,
       lagBytes: 0,
       sourceDbsize: null,
       targetDbsize: null,
-      targetInputKbps: 0,
-      targetOps: 0,
+      targetInputKbps: running ? Math.round(running.kbps) : 0,
+      targetOps: running ? Math.round(running.ops) : 0,
       isMigrating: p.phase === 'importing' || p.phase === 'planning',
       keysMigrated: p.keys + p.commands,
       writeErrors: p.errors.count,

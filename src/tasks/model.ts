@@ -30,6 +30,10 @@ export interface TaskEndpoint {
   addrs: string;
   name: string | null;
   password: EncryptedSecret | null;
+  /** TLS settings (files on the service's host), when the endpoint speaks TLS (an extension). */
+  tls?: import('../common/endpoint.js').EndpointTls | null;
+  /** Sentinel's own password, for `sentinel://` addresses (an extension). */
+  sentinelPassword?: EncryptedSecret | null;
 }
 
 export interface TaskStats {

@@ -35,7 +35,7 @@ async function keyCount(connection: RedisConnection | null): Promise<number | nu
 
 async function connectQuietly(e: Endpoint, name: string): Promise<RedisConnection | null> {
   try {
-    return await RedisConnection.connect({ host: e.host, port: e.port, user: e.user, password: e.password, name });
+    return await RedisConnection.connect({ host: e.host, port: e.port, user: e.user, password: e.password, tls: e.tls, name });
   } catch {
     return null;
   }

@@ -131,6 +131,7 @@ export class Side {
       port: e.port,
       ...(e.user !== undefined ? { user: e.user } : {}),
       ...(e.password !== undefined ? { password: e.password } : {}),
+      ...(e.tls !== undefined ? { tls: e.tls } : {}),
       name: CONNECTION_NAME,
     });
     this.opened.push(tc);

@@ -126,3 +126,73 @@ export async function exhaustMemory(server: RedisServer): Promise<void> {
 export async function liftMemoryLimit(server: RedisServer): Promise<void> {
   await server.client().config('SET', 'maxmemory', '0');
 }
+
+/**
+ * The same kind of load, driven by an AbortSignal and a client factory (a new client after an
+ * error, e.g. across a failover), for tests that run it alongside something else.
+ */
+export interface AbortableLoadOptions {
+  /** A client to write with (called per connection and again after an error, e.g. a failover). */
+  client: () => Redis;
+  connections?: number;
+  /** Commands per pipeline. */
+  batch?: number;
+  prefix?: string;
+  signal: AbortSignal;
+  /** Upper bound, whatever the signal says. */
+  maxMs?: number;
+}
+
+export interface AbortableLoadResult {
+  pipelines: number;
+  commands: number;
+  /** Pipelines refused as a whole (READONLY during a failover, a closed connection). */
+  failedPipelines: number;
+}
+
+export async function abortableLoad(opts: AbortableLoadOptions): Promise<AbortableLoadResult> {
+  const p = opts.prefix ?? 'load:';
+  const batch = opts.batch ?? 20;
+  const until = Date.now() + (opts.maxMs ?? 60_000);
+  const result: AbortableLoadResult = { pipelines: 0, commands: 0, failedPipelines: 0 };
+  const worker = async (w: number): Promise<void> => {
+    let i = 0;
+    while (!opts.signal.aborted && Date.now() < until) {
+      const c = opts.client();
+      const pipe = c.pipeline();
+      for (let k = 0; k < batch; k++, i++) {
+        const n = (w * 7919 + i) % 50;
+        switch (i % 6) {
+          case 0:
+            pipe.set(`${p}kv:${n}`, `w${w}:${i}`);
+            break;
+          case 1:
+            pipe.del(`${p}kv:${(n + 3) % 50}`);
+            break;
+          case 2:
+            pipe.rpush(`${p}list:${n % 5}`, `w${w}:${i}`);
+            break;
+          case 3:
+            pipe.lpop(`${p}list:${n % 5}`);
+            break;
+          case 4:
+            pipe.incr(`${p}counter:${n % 10}`);
+            break;
+          default:
+            pipe.hset(`${p}hash:${n % 5}`, `f${i % 17}`, `w${w}:${i}`);
+        }
+      }
+      try {
+        const replies = await pipe.exec();
+        result.pipelines++;
+        result.commands += batch;
+        if (replies?.some(([e]) => e)) result.failedPipelines++;
+      } catch {
+        result.failedPipelines++;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: opts.connections ?? 4 }, (_, w) => worker(w)));
+  return result;
+}

@@ -37,6 +37,11 @@ export interface StartOptions {
   args?: string[];
   /** Binary to run instead of $REDIS_SERVER, for cross-version tests. */
   binary?: string;
+  /**
+   * Also listen with TLS on `tlsPort` (the plain port stays open for the test's own clients).
+   * `authClients`: demand a client certificate signed by `caFile` (mutual TLS). Default false.
+   */
+  tls?: { certFile: string; keyFile: string; caFile: string; authClients?: boolean };
 }
 
 /** What the server can do, derived from its version, for `t.skip(reason)` decisions. */
@@ -68,6 +73,8 @@ export interface RedisServer {
   readonly port: number;
   /** '127.0.0.1:port' */
   readonly addr: string;
+  /** The TLS port, when started with `tls`. */
+  readonly tlsPort: number | undefined;
   readonly dir: string;
   readonly pid: number;
   readonly password: string | undefined;
@@ -445,6 +452,15 @@ async function startOnce(binary: string, version: Version, opts: StartOptions): 
   // DEBUG OBJECT; from 7.0 on it is off unless configured ('local' = loopback clients only).
   if (features.debugCommandConfig) conf.set('enable-debug-command', 'local');
   if (opts.password !== undefined) conf.set('requirepass', confQuote(opts.password));
+  let tlsPort: number | undefined;
+  if (opts.tls) {
+    tlsPort = await freePort();
+    conf.set('tls-port', String(tlsPort));
+    conf.set('tls-cert-file', confQuote(opts.tls.certFile));
+    conf.set('tls-key-file', confQuote(opts.tls.keyFile));
+    conf.set('tls-ca-cert-file', confQuote(opts.tls.caFile));
+    conf.set('tls-auth-clients', opts.tls.authClients ? 'yes' : 'no');
+  }
   for (const [k, v] of Object.entries(opts.config ?? {})) conf.set(k, v);
 
   const lines = [...conf].map(([k, v]) => `${k} ${v}`);
@@ -547,6 +563,7 @@ async function startOnce(binary: string, version: Version, opts: StartOptions): 
     host: LOOPBACK,
     port,
     addr: `${LOOPBACK}:${port}`,
+    tlsPort,
     dir,
     pid: child.pid ?? -1,
     password: opts.password,

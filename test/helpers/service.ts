@@ -11,7 +11,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 export interface ServiceConfigFile {
   credentials?: ({ ak: string; sk: string; projectId: string } | { token: string; projectId: string })[];
-  instances?: { id: string; projectId: string; name: string; addrs: string; password?: string }[];
+  instances?: { id: string; projectId: string; name: string; addrs: string; password?: string; tls?: boolean | Record<string, unknown>; sentinelPassword?: string }[];
   buckets?: Record<string, string>;
   backupsDir?: string;
   addressPolicy?: string | { mode?: string; allow?: string[] };

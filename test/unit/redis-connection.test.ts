@@ -209,7 +209,7 @@ describe('RedisConnection against a real redis-server', () => {
     for (const extra of [{ password: wrong }, { user: 'default', password: wrong }]) {
       await assert.rejects(connect(redis.port, extra), (e: unknown) => {
         assert.ok(e instanceof RedisConnectionError);
-        assert.match(e.message, new RegExp(`^cannot authenticate to ${HOST}:${redis.port}: WRONGPASS`));
+        assert.match(e.message, new RegExp(`^authentication failed for ${HOST}:${redis.port}: WRONGPASS`));
         assert.ok(!e.message.includes(wrong));
         assert.ok(!String(e.stack).includes(wrong));
         return true;
