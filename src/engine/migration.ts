@@ -242,13 +242,13 @@ export class Migration extends EventEmitter {
     try {
       const sourceList = list(this.options.source);
       const targetList = list(this.options.target);
-      const source = await discoverDeployment(sourceList).catch((e: Error) => {
+      const source = await discoverDeployment(sourceList, { connectTimeoutMs: Math.min(10_000, this.options.sourceTimeoutMs ?? 10_000) }).catch((e: Error) => {
         throw new Error(`source: ${e.message}`);
       });
       const unavailable = (e: Error): never => {
         throw new TargetUnavailable(`target: ${e.message}`);
       };
-      const targetDeployment = await discoverDeployment(targetList).catch(unavailable);
+      const targetDeployment = await discoverDeployment(targetList, { connectTimeoutMs: Math.min(10_000, this.options.targetReplyTimeoutMs ?? 10_000) }).catch(unavailable);
       const flow = new FlowControl(this.options.flowBudgetBytes);
       this.flow = flow;
       const target = await openTarget(targetDeployment, { user: targetList[0]!.user, password: targetList[0]!.password, tls: targetList[0]!.tls }, (error) => {

@@ -78,6 +78,38 @@ async function oomWhileLoaded(source: RedisServer, target: RedisServer, oomMs = 
   await load.stop();
 }
 
+/**
+ * A minimal fake server on loopback for timeout tests: it answers the commands Ferry's probes
+ * send (CLIENT, INFO as a standalone master, anything else +OK) until `silentFrom` says a
+ * command starts its silence on that connection; from then on it says nothing.
+ */
+async function fakeServer(silentFrom: (command: string) => boolean): Promise<{ port: number; close(): void }> {
+  const sockets: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    sockets.push(socket);
+    let silent = false;
+    socket.on('data', (d) => {
+      for (const m of d.toString('latin1').matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)/g)) {
+        const name = m[1]!.toUpperCase();
+        if (silent || (silent = silentFrom(name))) return;
+        if (name === 'INFO') {
+          const info = 'redis_version:7.0.15\r\nrole:master\r\ncluster_enabled:0\r\n';
+          socket.write(`$${info.length}\r\n${info}\r\n`);
+        } else socket.write('+OK\r\n');
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 describe('the ordered apply path', () => {
   after(stopAll);
 
@@ -200,19 +232,29 @@ describe('the ordered apply path', () => {
     }
   });
 
-  it('a source that accepts and never answers fails within the source timeout, naming the stage and the peer', async () => {
-    const sockets: net.Socket[] = [];
-    const silent = net.createServer((s) => sockets.push(s));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    const port = (silent.address() as net.AddressInfo).port;
+  it('a source that goes silent in the replica handshake fails within the source timeout, naming the stage and the peer', async () => {
+    // Answers Ferry's probes, then nothing from the replica link's first PING on.
+    const fake = await fakeServer((name) => name === 'PING');
     const target = await startRedis();
     try {
-      const m = new Migration({ source: { host: '127.0.0.1', port }, target: { host: target.host, port: target.port }, method: 'full', logger, sourceTimeoutMs: 500 });
+      const m = new Migration({ source: { host: '127.0.0.1', port: fake.port }, target: { host: target.host, port: target.port }, method: 'full', logger, sourceTimeoutMs: 500 });
       const outcome = await Promise.race([m.run().then(() => 'done', (e: Error) => e.message), new Promise<string>((r) => setTimeout(() => r('still waiting after 10 s'), 10_000))]);
-      assert.match(outcome, new RegExp(`^source 127\\.0\\.0\\.1:${port}: no data for 500 ms during the handshake`));
+      assert.match(outcome, new RegExp(`^source 127\\.0\\.0\\.1:${fake.port}: no data for 500 ms during the handshake`));
     } finally {
-      for (const s of sockets) s.destroy();
-      silent.close();
+      fake.close();
+      await target.stop();
+    }
+  });
+
+  it('a source that accepts and never answers at all fails in discovery within the timeout, naming it', async () => {
+    const fake = await fakeServer(() => true);
+    const target = await startRedis();
+    try {
+      const m = new Migration({ source: { host: '127.0.0.1', port: fake.port }, target: { host: target.host, port: target.port }, method: 'full', logger, sourceTimeoutMs: 500 });
+      const outcome = await Promise.race([m.run().then(() => 'done', (e: Error) => e.message), new Promise<string>((r) => setTimeout(() => r('still waiting after 10 s'), 10_000))]);
+      assert.match(outcome, new RegExp(`no reply from 127\\.0\\.0\\.1:${fake.port} within 500 ms`));
+    } finally {
+      fake.close();
       await target.stop();
     }
   });
@@ -223,15 +265,20 @@ describe('the ordered apply path', () => {
     const sockets: net.Socket[] = [];
     const fake = net.createServer((socket) => {
       sockets.push(socket);
-      let seen = '';
-      let answered = 0;
+      let synced = false;
       socket.on('data', (d) => {
-        seen += d.toString('latin1');
-        const commands = seen.split('*').length - 1;
-        while (answered < commands) {
-          answered++;
-          if (/PSYNC/.test(seen) && answered === commands) socket.write(Buffer.concat([Buffer.from(`+FULLRESYNC ${'d'.repeat(40)} 0\r\n$${rdb.length}\r\n`), rdb]));
-          else if (!/PSYNC/.test(seen)) socket.write(answered === 1 ? '+PONG\r\n' : '+OK\r\n');
+        if (synced) return; // after the snapshot: silence (a real master PINGs every 10 s)
+        for (const m of d.toString('latin1').matchAll(/\*\d+\r\n\$\d+\r\n([A-Za-z]+)/g)) {
+          const name = m[1]!.toUpperCase();
+          if (name === 'PSYNC') {
+            synced = true;
+            socket.write(Buffer.concat([Buffer.from(`+FULLRESYNC ${'d'.repeat(40)} 0\r\n$${rdb.length}\r\n`), rdb]));
+            return;
+          }
+          if (name === 'INFO') {
+            const info = 'redis_version:7.0.15\r\nrole:master\r\ncluster_enabled:0\r\n';
+            socket.write(`$${info.length}\r\n${info}\r\n`);
+          } else socket.write(name === 'PING' ? '+PONG\r\n' : '+OK\r\n');
         }
       });
       socket.on('error', () => undefined);
@@ -251,38 +298,15 @@ describe('the ordered apply path', () => {
   });
 
   it('a target that stops answering fails within the reply timeout, naming it', async () => {
-    // Answers the connection handshake and the version probe, then nothing: a hung server.
-    const sockets: net.Socket[] = [];
-    let silentNow = false;
-    const fake = net.createServer((socket) => {
-      sockets.push(socket);
-      socket.on('data', (d) => {
-        if (silentNow) return;
-        const text = d.toString('latin1');
-        for (const m of text.matchAll(/\*\d+\r\n\$\d+\r\n(\w+)/g)) {
-          const name = m[1]!.toUpperCase();
-          if (name === 'INFO') {
-            const info = 'redis_version:7.0.15\r\n';
-            socket.write(`$${info.length}\r\n${info}\r\n`);
-          } else socket.write('+OK\r\n');
-        }
-      });
-      socket.on('error', () => undefined);
-    });
-    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
-    const port = (fake.address() as net.AddressInfo).port;
+    // Answers the handshake and the version probe, then nothing from the first snapshot write on: a hung server.
+    const fake = await fakeServer((name) => name === 'RESTORE');
     const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
     try {
       for (let i = 0; i < 100; i++) await source.client().set(`k${i}`, 'v');
-      const m = new Migration({ source: { host: source.host, port: source.port }, target: { host: '127.0.0.1', port }, method: 'full', logger, targetReplyTimeoutMs: 500 });
-      m.on('progress', (p: MigrationProgress) => {
-        if (p.phase === 'snapshot') silentNow = true;
-      });
-      setTimeout(() => (silentNow = true), 50);
+      const m = new Migration({ source: { host: source.host, port: source.port }, target: { host: '127.0.0.1', port: fake.port }, method: 'full', logger, targetReplyTimeoutMs: 500, targetConflict: 'replace' });
       const outcome = await Promise.race([m.run().then(() => 'done', (e: Error) => e.message), new Promise<string>((r) => setTimeout(() => r('still waiting after 15 s'), 15_000))]);
-      assert.match(outcome, new RegExp(`no reply from 127\\.0\\.0\\.1:${port} within 500 ms`));
+      assert.match(outcome, new RegExp(`no reply from 127\\.0\\.0\\.1:${fake.port} within 500 ms`));
     } finally {
-      for (const s of sockets) s.destroy();
       fake.close();
       await source.stop();
     }
@@ -330,10 +354,7 @@ describe('the ordered apply path', () => {
         for (let i = 0; i < 50; i++) await source.client().incr(`n${i % 7}`);
         await caughtUp(run.latest, source);
         const floorKey = `__ferry:checkpoint:${name}:0:floor`;
-        const found = await until('the floor checkpoint under its UTF-8 name', async () => {
-          for (const master of await target.masters()) if (await master.client().exists(floorKey)) return true;
-          return false;
-        });
+        const found = await until('the floor checkpoint under its UTF-8 name', async () => (await target.client().exists(floorKey)) === 1);
         assert.equal(found, true);
       } finally {
         run.child.kill('SIGTERM');
