@@ -91,7 +91,7 @@ const endpoint = (what: string) => ({
                 servername: nullable({ type: 'string', maxLength: 255 }),
                 insecure: { type: ['boolean', 'null'] },
               },
-              dependentRequired: { cert_file: ['key_file'], key_file: ['cert_file'] },
+              dependencies: { cert_file: ['key_file'], key_file: ['cert_file'] },
             },
           ],
         },

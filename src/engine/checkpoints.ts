@@ -57,3 +57,8 @@ export function clusterFloorKey(prefix: Buffer): Buffer {
 export function clusterSlotPattern(prefix: Buffer): Buffer {
   return Buffer.concat([prefix, Buffer.from(':slot:*', 'latin1')]);
 }
+
+/** The SCAN MATCH pattern of every checkpoint key under `name` (the name holds no glob characters). */
+export function checkpointPattern(name: string): Buffer {
+  return Buffer.from(`${name}:*`, 'utf8');
+}

@@ -15,6 +15,7 @@ import { checkNameOfCheckpoint, clusterFloorKey, clusterSlotPattern, parseCheckp
 import { DbMapper } from './db-map.js';
 import { WriteErrorLog } from './errors.js';
 import { openTarget, type OpenedTarget } from './open-target.js';
+import { shardPurge } from './purge.js';
 import { TargetRefusals } from './refusal-policy.js';
 import { ShardSync } from './shard-sync.js';
 import { emptySnapshotStats, emptyStreamStats, type Checkpoint, type MigrationPhase, type MigrationProgress, type ShardProgress, type StreamStats } from './stats.js';
@@ -86,26 +87,6 @@ const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [
 
 /** The target could not be reached or logged in to. */
 class TargetUnavailable extends Error {}
-
-/**
- * How to empty what a single-source migration wrote, before a full resync: every target db the
- * source's dbs land in (FLUSHDB), or every master of a cluster. Not possible with key prefixes
- * (other data may share the db): null, and the shard warns instead.
- */
-function purgeFor(target: OpenedTarget, dbs: DbMapper, sourceDbs: readonly number[], logger: Logger): (() => Promise<void>) | null {
-  const places = [...new Set([0, ...sourceDbs])].map((db) => dbs.placement(db)).filter((p): p is NonNullable<typeof p> => p !== null);
-  if (places.some((p) => p.prefix !== null)) return null;
-  const targetDbs = [...new Set(places.map((p) => p.db))];
-  return async () => {
-    logger.warn({ dbs: targetDbs }, 'purging the target before the full resync');
-    if (target.kind === 'cluster') {
-      await new Promise<void>((resolve, reject) => target.broadcast(encodeCommand(['FLUSHALL']), (e) => (e ? reject(new Error(e)) : resolve())));
-      return;
-    }
-    const lane = target.writer.lanes[0]!;
-    await Promise.all(targetDbs.map((db) => new Promise<void>((resolve, reject) => lane.send(db, ['FLUSHDB'], (e) => (e ? reject(new Error(e)) : resolve())))));
-  };
-}
 
 /**
  * One migration from a source deployment to a target deployment: one ShardSync per source
@@ -270,13 +251,14 @@ export class Migration extends EventEmitter {
       dbs.noteSourceDbs(keyspace.dbs);
       if (this.stopRequested) throw new Error('stopped before start');
 
-      const purge = masters.length === 1 ? purgeFor(target, dbs, keyspace.dbs, this.options.logger) : null;
+      // What a shard removes before a full resync over its own earlier writes (src/engine/purge.ts).
+      const purges = masters.map((m, i) => shardPurge(target, dbs, keyspace.dbs, source.kind === 'cluster' ? source.shards[i]!.slots : null, logger, describeEndpoint(m)));
       const checkpoints = await this.readCheckpoints(target, masters);
       const priorWrites = restarted || this.options.priorWrites === true;
       // Before anything is written (src/engine/preflight.ts). A restarted attempt, a task that
       // wrote before, or a resume from checkpoints finds its own keys on the target: no conflict check then.
       await preflight({ source, target: targetDeployment, opened: target, conflict: priorWrites || checkpoints.some((c) => c !== null) ? null : (this.options.targetConflict ?? null), logger });
-      this.shards = masters.map((master, i) => this.makeShard(master, i, target, flow, dbs, purge, checkpoints[i] ?? null, locator(source, sourceList, i), priorWrites));
+      this.shards = masters.map((master, i) => this.makeShard(master, i, target, flow, dbs, purges[i]!, checkpoints[i] ?? null, locator(source, sourceList, i), priorWrites));
       for (const s of this.shards) s.onPhaseChange(() => this.updatePhase());
       this.startPolling();
       if (sourceList[0]!.sentinel && this.options.resumeMode === 'auto') {
@@ -370,7 +352,7 @@ export class Migration extends EventEmitter {
     await removeCheckpoints(target, this.options.checkpointKey, masters.length);
   }
 
-  private makeShard(master: Endpoint, index: number, target: OpenedTarget, flow: FlowControl, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync {
+  private makeShard(master: Endpoint, index: number, target: OpenedTarget, flow: FlowControl, dbs: DbMapper, purge: () => Promise<void>, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync {
     const o = this.options;
     const checkpointKey = this.checkpointKeyOf(index);
     let shard: ShardSync | null = null;

@@ -35,11 +35,10 @@ export interface ShardSyncOptions {
   resumeMode?: 'auto' | 'manual';
   throttle?: Throttle;
   /**
-   * Empties what this shard wrote on the target, before a full resync that follows applied
-   * data: keys deleted on the source while the link was down must not survive. Null when it
-   * cannot be done safely (then a warning says so).
+   * Removes what this shard wrote on the target, before a full resync that follows writes of its
+   * own (src/engine/purge.ts): keys deleted on the source while the link was down must not survive.
    */
-  purge?: (() => Promise<void>) | null;
+  purge?: () => Promise<void>;
   /** A checkpoint found on the target (a restart after a crash): resume from it. */
   resumeFrom?: Checkpoint | null;
   /** Where this shard's master is now (after a failover it is the promoted replica). */
@@ -79,11 +78,16 @@ export class ShardSync {
   constructor(private readonly options: ShardSyncOptions) {
     if (options.priorWrites) this.wroteSomething = true;
     if (options.resumeFrom) {
-      this.phase = 'reconnecting';
+      // Still 'connecting' (not yet 'incremental'): whether the source can continue from the
+      // checkpoint, or a full resync follows, is known only from its PSYNC answer.
+      this.resuming = true;
       this.replid = options.resumeFrom.replid;
       this.wroteSomething = true;
     }
   }
+
+  /** Started from a checkpoint found on the target, and the source has not answered PSYNC yet. */
+  private resuming = false;
 
   get name(): string {
     return describeEndpoint(this.options.source);
@@ -97,7 +101,7 @@ export class ShardSync {
   }
 
   checkpoint(): Checkpoint | null {
-    if (!this.link && this.options.resumeFrom) return this.options.resumeFrom;
+    if (this.resuming && this.options.resumeFrom) return this.options.resumeFrom;
     if (!this.link?.replid || !this.sink || this.phase === 'snapshot' || this.phase === 'connecting') return null;
     return { replid: this.link.replid, appliedOffset: this.link.appliedOffset, db: this.sink.selectedDbAtApplied };
   }
@@ -225,7 +229,7 @@ export class ShardSync {
     const snapshotApplier = new SnapshotApplier(target, o.snapshot, o.refusals, o.dbs, o.logger, o.flow);
     this.snapshotApplier = snapshotApplier;
     // Resume where the target stands, when it stands somewhere in the source's history.
-    const checkpoint = this.phase === 'reconnecting' ? this.checkpoint() : null;
+    const checkpoint = this.phase === 'reconnecting' || this.resuming ? this.checkpoint() : null;
     const link = new ReplicaLink(o.source, {
       snapshotOnly: o.method === 'full',
       throttle: o.throttle,
@@ -248,6 +252,7 @@ export class ShardSync {
         maxPayloadBytes: o.maxPayloadBytes,
       },
       syncStarted: (start: SyncStart) => {
+        this.resuming = false;
         this.replid = start.replid;
         this.stream.receivedOffset = this.stream.appliedOffset = start.offset;
         if (start.mode === 'full') {
@@ -255,7 +260,6 @@ export class ShardSync {
             this.fullResyncs++;
             o.logger.warn({ shard: this.name, fullResyncs: this.fullResyncs }, checkpoint ? 'the source could not continue from the checkpoint (backlog exceeded or another history): full resync' : 'full resync');
             if (o.purge) purgeFirst = o.purge();
-            else if (o.purge === null) o.logger.warn({ shard: this.name }, 'keys deleted on the source while the link was down may survive on the target (the target cannot be purged per shard)');
           }
           this.snapshotBytesTotal = start.snapshotBytes;
           this.snapshotBytesRead = null;

@@ -55,10 +55,10 @@ export class SnapshotApplier {
     return this.refusals.errors;
   }
 
-  /** Resolves when every write sent is answered for good (applied, or reported). */
+  /** Resolves when every write sent is answered for good (applied, or reported); rejects if the target is lost first. */
   settle(): Promise<void> {
     if (this.outstanding === 0) return Promise.resolve();
-    return new Promise((resolve) => this.settleWaiters.push(resolve));
+    return Promise.race([new Promise<void>((resolve) => this.settleWaiters.push(resolve)), this.flow.whenFailed()]);
   }
 
   /** The migration stops: a rebuilt key's channel sends nothing more, and nobody waits for it. */

@@ -54,9 +54,22 @@ export class FlowControl {
     return this.full || this.failure ? this.waitForRoom() : undefined;
   }
 
+  private failedWaiters: ((e: Error) => void)[] = [];
+
+  /**
+   * Rejects once the flow has failed (the target is gone): whoever waits for writes to be
+   * answered races this, since those answers will never come.
+   */
+  whenFailed(): Promise<never> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<never>((_, reject) => this.failedWaiters.push(reject));
+  }
+
   /** Wakes every waiter with `error`: nothing will be given back any more. */
   fail(error: Error): void {
-    this.failure ??= error;
+    if (this.failure) return;
+    this.failure = error;
+    for (const w of this.failedWaiters.splice(0)) w(error);
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.reject(error);

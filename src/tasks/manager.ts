@@ -8,7 +8,7 @@ import type { TaskStore } from './store.js';
 import { TaskRunner } from './runner.js';
 import type { FromWorker, ImportFiles } from './worker-protocol.js';
 import type { BackupImportProgress } from '../engine/backup-import.js';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { AddressPolicySpec } from '../common/address-policy.js';
 
@@ -38,6 +38,35 @@ export function userFacingReason(reason: string, places: readonly { dir: string;
     out = out.split(`${p.dir}/`).join(`${p.label}: `).split(p.dir).join(p.label);
   }
   return out.replace(/(^|[\s'"(=])(\/[^\s'"),]*\/)([^\s'"),/]+)/g, (_m, lead: string, _dir: string, base: string) => `${lead}${base}`);
+}
+
+/**
+ * Kills a worker left by a service that died, when that process is still alive and is indeed a
+ * Ferry worker (a pid can be reused: the command line must name the worker module), and waits
+ * until it is gone.
+ */
+async function killOrphanWorker(pid: number, logger: Logger): Promise<void> {
+  let cmdline: string;
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return; // gone, or no /proc: nothing to do
+  }
+  if (!/tasks[/\\]worker\.(?:js|ts)/.test(cmdline)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  logger.warn({ pid }, 'killed a worker of the previous service run that was still alive');
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** A task operation refused because of the task's state (DCS.4957). */
@@ -105,6 +134,9 @@ export class TaskManager {
   /** After a restart: migrating tasks start again; tasks that were stopping are stopped. */
   async recover(): Promise<void> {
     for (const task of await this.store.listTasksByStatus(ACTIVE_STATUSES)) {
+      // A worker of the service that died, still running (it exits when it sees the service
+      // gone; this is for one that cannot): it must not write next to the new one.
+      if (task.workerPid) await killOrphanWorker(task.workerPid, this.logger);
       if (task.migrationType === 'backupfile_import') {
         // Replaying an AOF twice would apply its INCRs twice: an interrupted import is not restarted.
         await this.fail(task.id, 'the service restarted during the import; the target may hold part of the backup: start a new import');
@@ -187,18 +219,52 @@ export class TaskManager {
     return task;
   }
 
-  /** Deleting a migrating task stops its worker first. */
+  /**
+   * Deleting a task ends it for good: a running worker is stopped (its migration removes its
+   * checkpoints from the target as it ends), and a task that ran before has its checkpoints
+   * removed by a short cleanup worker, so `__ferry:checkpoint:<id>:*` never outlives its task.
+   */
   async delete(projectId: string, ids: readonly string[]): Promise<string[]> {
+    const cleanups: Task[] = [];
     for (const id of ids) {
+      const task = await this.store.getTask(projectId, id);
+      if (!task) continue;
       const running = this.running.get(id);
       if (running) {
-        const task = await this.store.getTask(projectId, id);
-        if (!task) continue;
-        running.runner.kill();
+        task.stopRequested = true;
+        await this.store.updateTask(task);
+        running.runner.stop();
+        await running.runner.exited;
         this.running.delete(id);
       }
+      if (task.migrationType === 'online_migration' && task.connectedAt && task.target) cleanups.push(task);
     }
-    return this.store.deleteTasks(projectId, ids);
+    const deleted = await this.store.deleteTasks(projectId, ids);
+    for (const task of cleanups) this.cleanUpTarget(task);
+    return deleted;
+  }
+
+  /** Removes a deleted task's checkpoints from its target, in a worker of its own. */
+  private cleanUpTarget(task: Task): void {
+    let target: Endpoint[];
+    try {
+      target = this.endpointOf(task.target);
+    } catch {
+      return;
+    }
+    const runner = new TaskRunner({ type: 'start-cleanup', taskId: task.id, target, addressPolicy: this.options.workerPolicy?.(task) }, (m) => {
+      if (m.type === 'log') this.logger[m.level === 'INFO' ? 'info' : 'warn']({ taskId: task.id }, m.message);
+    });
+    this.cleanups.add(runner);
+    runner.launch();
+    void runner.exited.then(() => this.cleanups.delete(runner));
+  }
+
+  private readonly cleanups = new Set<TaskRunner>();
+
+  /** Resolves when the cleanup workers started so far have ended (tests, shutdown). */
+  async cleanupsDone(): Promise<void> {
+    await Promise.all([...this.cleanups].map((r) => r.exited));
   }
 
   /** Passes a changed resume mode or bandwidth limit to the running worker. */
@@ -323,12 +389,16 @@ export class TaskManager {
         // (restart, recovery) replaces it instead of refusing.
         targetConflict: task.connectedAt && (task.targetConflict ?? 'fail') === 'fail' ? 'replace' : (task.targetConflict ?? 'fail'),
         addressPolicy: this.options.workerPolicy?.(task),
+        // The task's own record, not a key on the target, says whether it has written before.
+        priorWrites: !!task.connectedAt,
       },
       (m) => void this.onWorkerMessage(task.id, m),
     );
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null, importProgress: null };
     this.running.set(task.id, running);
     runner.launch();
+    task.workerPid = runner.pid ?? null;
+    void this.store.updateTask(task).catch(() => undefined);
     void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
   }
 
@@ -491,9 +561,10 @@ export class TaskManager {
     switch (phase) {
       case 'incremental':
         return 'INCRMIGEATING';
-      case 'connecting':
       case 'snapshot':
         return 'FULLMIGRATING';
+      // Connecting (a first start, a restart resuming from its checkpoint): the status stays
+      // what it was until the source says whether it continues or resyncs.
       default:
         return task.status;
     }

@@ -109,6 +109,12 @@ export interface Task {
    * time; set: the target holds this task's own writes, so a later full sync does not ask again.
    */
   connectedAt?: string | null;
+  /**
+   * The process id of the task's last worker. After a crash of the service, a worker of the old
+   * service that is still alive is killed before the task starts again (two writers of one task
+   * would break exactly-once).
+   */
+  workerPid?: number | null;
 }
 
 export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';

@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import type { FromWorker, ToWorker, WorkerStart, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
+import type { FromWorker, ToWorker, WorkerStart, WorkerStartCleanup, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
 
 /** A worker whose IPC channel closed but that has not exited after this long is killed. */
 const REAP_AFTER_DISCONNECT_MS = 5_000;
@@ -19,7 +19,7 @@ export class TaskRunner {
   private resolveExited!: (v: { code: number | null; signal: NodeJS.Signals | null }) => void;
 
   constructor(
-    private readonly start: WorkerStart | WorkerStartImport | WorkerStartVerify,
+    private readonly start: WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup,
     private readonly onMessage: (message: FromWorker) => void,
   ) {
     this.exited = new Promise((resolve) => (this.resolveExited = resolve));
@@ -65,6 +65,11 @@ export class TaskRunner {
     if (this.reaper || !this.child || this.child.exitCode !== null || this.child.signalCode !== null) return;
     this.reaper = setTimeout(() => this.child?.kill('SIGKILL'), ms);
     this.reaper.unref();
+  }
+
+  /** The worker's process id, once launched. */
+  get pid(): number | undefined {
+    return this.child?.pid;
   }
 
   /** Whether the worker reported an outcome before exiting (otherwise it crashed). */

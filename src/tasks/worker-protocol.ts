@@ -27,6 +27,20 @@ export interface WorkerStart {
   targetConflict?: TargetConflictPolicy;
   /** Which addresses the worker may reach; absent: any. */
   addressPolicy?: AddressPolicySpec;
+  /**
+   * The task has written to this target in an earlier run (its record says so, whatever the
+   * target holds): a full sync first removes what it wrote, so keys deleted on the source
+   * meanwhile do not survive.
+   */
+  priorWrites?: boolean;
+}
+
+/** The task ended for good (deleted): remove its checkpoints from the target, then exit. */
+export interface WorkerStartCleanup {
+  type: 'start-cleanup';
+  taskId: string;
+  target: Endpoint[];
+  addressPolicy?: AddressPolicySpec;
 }
 
 /** UpdateMigrationTask on a running task: effective within a second. */
@@ -63,7 +77,7 @@ export interface WorkerStop {
   type: 'stop';
 }
 
-export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStop | WorkerUpdate;
+export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup | WorkerStop | WorkerUpdate;
 
 export interface WorkerProgress {
   type: 'progress';

@@ -9,7 +9,8 @@ import { RedisConnection } from '../resp/connection.js';
 import type { Endpoint } from '../common/endpoint.js';
 import { keyspaceOf } from '../common/info.js';
 import os from 'node:os';
-import type { FromWorker, ToWorker, WorkerStart, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
+import type { FromWorker, ToWorker, WorkerStart, WorkerStartCleanup, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
+import { removeAllCheckpoints } from '../engine/checkpoint-cleanup.js';
 import { BackupImport, type BackupImportProgress } from '../engine/backup-import.js';
 import { localDirectoryFiles, s3Files } from '../import/sources.js';
 import { verifyDeployments } from '../verify/index.js';
@@ -18,7 +19,8 @@ import { PreflightError } from '../engine/preflight.js';
 import { addressPolicy, checkUrl, makeAddressPolicy, policyLookup, setAddressPolicy, urlPort } from '../common/address-policy.js';
 
 function send(message: FromWorker): void {
-  process.send?.(message);
+  // After the service is gone there is nobody to tell (and send would throw).
+  if (process.connected) process.send?.(message);
 }
 
 /** Keys in all databases, from INFO keyspace; null when the server cannot be asked. */
@@ -78,6 +80,7 @@ async function run(start: WorkerStart): Promise<void> {
     writeErrorPolicy: start.writeErrorPolicy,
     // A worker killed mid-stream is started again by the service: it resumes from here.
     checkpointKey: `__ferry:checkpoint:${start.taskId}`,
+    priorWrites: start.priorWrites,
     dropFlush: start.dropFlush,
     targetConflict: start.targetConflict,
   });
@@ -103,15 +106,23 @@ async function run(start: WorkerStart): Promise<void> {
     });
   }, 1000);
 
+  let stoppedByService = false;
   process.on('message', (m: ToWorker) => {
-    if (m.type === 'stop') migration.stop();
+    if (m.type === 'stop') {
+      stoppedByService = true;
+      migration.stop();
+    }
     if (m.type === 'update') {
       migration.setBandwidthLimit(m.bandwidthLimitMb);
       migration.setResumeMode(m.resumeMode);
     }
   });
-  // The service going away must not leave a migration running unsupervised.
-  process.on('disconnect', () => migration.stop());
+  // The service died (kill -9, the OOM killer): its next start runs this task again from the
+  // checkpoints on the target. Exit now, as a crash would: a stop would end the migration for
+  // good and remove them, and two workers must never write one task at once.
+  process.on('disconnect', () => {
+    if (!stoppedByService) process.exit(3);
+  });
 
   let outcome: FromWorker;
   try {
@@ -128,6 +139,18 @@ async function run(start: WorkerStart): Promise<void> {
     targetMonitor?.destroy('done');
   }
   send(outcome);
+  stoppedByService = true; // the channel is ours to close now
+  process.disconnect?.();
+}
+
+/** A deleted task's checkpoints, removed from its target. */
+async function runCleanup(start: WorkerStartCleanup): Promise<void> {
+  try {
+    const removed = await removeAllCheckpoints(start.target, `__ferry:checkpoint:${start.taskId}`);
+    send({ type: 'log', level: 'INFO', code: 'CLEANUP', message: `removed ${removed} checkpoint keys from the target` });
+  } catch (e) {
+    send({ type: 'log', level: 'WARN', code: 'CLEANUP', message: `could not remove the checkpoints from the target: ${(e as Error).message}` });
+  }
   process.disconnect?.();
 }
 
@@ -191,7 +214,11 @@ function emptyProgress(keys: number): MigrationProgress {
 }
 
 process.once('message', (m: ToWorker) => {
-  if ((m.type === 'start' || m.type === 'start-import' || m.type === 'start-verify') && m.addressPolicy) setAddressPolicy(makeAddressPolicy(m.addressPolicy));
+  if ((m.type === 'start' || m.type === 'start-import' || m.type === 'start-verify' || m.type === 'start-cleanup') && m.addressPolicy) setAddressPolicy(makeAddressPolicy(m.addressPolicy));
+  if (m.type === 'start-cleanup') {
+    void runCleanup(m);
+    return;
+  }
   if (m.type === 'start-import' || m.type === 'start-verify') {
     const job = m.type === 'start-import' ? runImport(m) : runVerify(m);
     job.catch((e: Error) => {

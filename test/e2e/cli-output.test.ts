@@ -18,17 +18,18 @@ describe('ferry: what the command line prints', () => {
     const source = await startRedis({ password: 'right' });
     const target = await startRedis({ password: 'right-too' });
     try {
-      const run = await ferry(['migrate', '--source', source.addr, '--source-password', 'wrong', '--target', target.addr, '--target-password', 'right-too']);
+      // Passwords from the environment: one given on the command line adds a warning line.
+      const run = await ferry(['migrate', '--source', source.addr, '--target', target.addr], { FERRY_SOURCE_PASSWORD: 'wrong', FERRY_TARGET_PASSWORD: 'right-too' });
       assert.equal(run.code, 1);
       assert.deepEqual(stderrLines(run.stderr).length, 1, run.stderr);
       assert.match(run.stderr, new RegExp(`^ferry: authentication failed for source 127\\.0\\.0\\.1:${source.port}: WRONGPASS`));
       assert.ok(!run.stderr.includes('wrong') || !/password.*wrong/.test(run.stderr.replace('WRONGPASS', '')), 'the password is not shown');
-      const noPw = await ferry(['migrate', '--source', source.addr, '--source-password', 'right', '--target', target.addr]);
+      const noPw = await ferry(['migrate', '--source', source.addr, '--target', target.addr], { FERRY_SOURCE_PASSWORD: 'right' });
       assert.equal(noPw.code, 1);
       assert.equal(stderrLines(noPw.stderr).length, 1, noPw.stderr);
       assert.match(noPw.stderr, new RegExp(`^ferry: authentication failed for target 127\\.0\\.0\\.1:${target.port}: it requires a password`));
       // With --log-level the JSON log is there too.
-      const logged = await ferry(['migrate', '--source', source.addr, '--source-password', 'wrong', '--target', target.addr, '--log-level', 'error']);
+      const logged = await ferry(['migrate', '--source', source.addr, '--target', target.addr, '--log-level', 'error'], { FERRY_SOURCE_PASSWORD: 'wrong' });
       assert.ok(stderrLines(logged.stderr).some((l) => l.startsWith('{') && l.includes('migration failed')), logged.stderr);
     } finally {
       await source.stop();
@@ -54,7 +55,7 @@ describe('ferry: what the command line prints', () => {
       assert.equal(last.summary?.refusedWrites, 0);
       for (const field of ['durationMs', 'snapshotBytes', 'bytesPerSecond', 'keysPerSecond', 'refusedByCode', 'reconnects', 'fullResyncs']) assert.ok(field in last.summary!, field);
 
-      const text = await ferry(['migrate', '--source', source.addr, '--target', target.addr]);
+      const text = await ferry(['migrate', '--source', source.addr, '--target', target.addr, '--target-conflict', 'replace']);
       assert.equal(text.code, 0, text.stderr);
       assert.match(text.stderr, /^done: 4 keys \((hash 1, list 1, string 2|string 2, hash 1, list 1)\) in [\d.]+ s$/m);
       assert.match(text.stderr, /^ {2}snapshot: .* in [\d.]+ s, .*\/s, [\d,]+ keys\/s$/m);

@@ -30,8 +30,10 @@ export interface Service {
   output(): string;
   /** SIGTERM and wait. */
   stop(): Promise<void>;
-  /** SIGKILL, as a crash would. */
+  /** SIGKILL of the service process alone, as a crash or the OOM killer would (its workers live on). */
   kill9(): Promise<void>;
+  /** SIGKILL of the service's whole process group: the service and every worker at once. */
+  killGroup(): Promise<void>;
   /** Starts the service again on the same port and data dir. */
   restart(): Promise<void>;
   /** Remove the data dir (after stop). */
@@ -40,7 +42,13 @@ export interface Service {
 
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
-  for (const c of running) c.kill('SIGKILL');
+  for (const c of running) {
+    try {
+      process.kill(-c.pid!, 'SIGKILL'); // the group: the service and its workers
+    } catch {
+      c.kill('SIGKILL');
+    }
+  }
 });
 
 export async function startService(config: ServiceConfigFile, opts: { dataDir?: string } = {}): Promise<Service> {
@@ -55,6 +63,8 @@ export async function startService(config: ServiceConfigFile, opts: { dataDir?: 
     out = '';
     child = spawn(process.execPath, [path.join(root, 'dist/cli.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--config', configFile, '--log-level', 'warn'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: killGroup() takes the service and its workers at once.
+      detached: true,
       env: { ...process.env, FERRY_AK: '', FERRY_SK: '', FERRY_PROJECT_ID: '' },
     });
     running.add(child);
@@ -85,6 +95,25 @@ export async function startService(config: ServiceConfigFile, opts: { dataDir?: 
     output: () => out,
     stop: () => waitExit('SIGTERM'),
     kill9: () => waitExit('SIGKILL'),
+    killGroup: async () => {
+      const pid = child.pid!;
+      const exited = waitExit('SIGKILL');
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      await exited;
+      // The workers die with the group; wait until none is left.
+      for (let i = 0; i < 200; i++) {
+        try {
+          process.kill(-pid, 0);
+        } catch {
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
     restart: launch,
     cleanup: () => rmSync(dataDir, { recursive: true, force: true }),
   };

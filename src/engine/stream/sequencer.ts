@@ -129,8 +129,9 @@ export class Sequencer {
 
   /** Resolves when every unit submitted is done (applied, or reported under the policy). */
   async settle(): Promise<void> {
-    if (this.unitsInFlight > 0) await new Promise<void>((resolve) => this.settleWaiters.push(resolve));
-    await this.backend.settle();
+    // A lost target answers nothing more: the race ends the wait with its failure.
+    if (this.unitsInFlight > 0) await Promise.race([new Promise<void>((resolve) => this.settleWaiters.push(resolve)), this.flow.whenFailed()]);
+    await Promise.race([this.backend.settle(), this.flow.whenFailed()]);
   }
 
   /** Stops without waiting: units not done stay behind the applied offset (a resume sends them again). */
