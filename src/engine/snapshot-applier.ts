@@ -37,17 +37,21 @@ export class SnapshotApplier {
     private readonly now: () => number = Date.now,
   ) {}
 
-  apply(entry: RdbEntry): void | Promise<void> {
+  /**
+   * `done` (whole keys and key-end only) is called once the key's last write is answered, or at
+   * once when the key is skipped: scan mode orders the copies of one key by it.
+   */
+  apply(entry: RdbEntry, done?: (error: string | null) => void): void | Promise<void> {
     switch (entry.kind) {
       case 'key':
-        return this.restore(entry);
+        return this.restore(entry, done);
       case 'key-begin':
         return this.beginRewrite(entry);
       case 'key-chunk':
         if (this.skippingKey || !this.rewriter) return;
         return this.sendRewrite(this.rewriter.chunk(entry.chunk), this.rewriter.key);
       case 'key-end':
-        return this.endRewrite();
+        return this.endRewrite(done);
       case 'function':
         this.stats.functions++;
         return this.serverWide(['FUNCTION', 'LOAD', 'REPLACE', entry.code], 'FUNCTION LOAD');
@@ -77,16 +81,16 @@ export class SnapshotApplier {
     return header.expireAtMs !== null && header.expireAtMs <= this.now();
   }
 
-  private restore(entry: WholeKeyEntry): void | Promise<void> {
+  private restore(entry: WholeKeyEntry, done?: (error: string | null) => void): void | Promise<void> {
     this.stats.keys++;
     if (this.isExpired(entry)) {
       this.stats.expiredSkipped++;
-      return;
+      return done?.(null);
     }
     const place = this.dbs.placement(entry.db);
     if (place === null) {
       this.stats.filtered++;
-      return;
+      return done?.(null);
     }
     const db = place.db;
     const info = this.target.info;
@@ -108,6 +112,7 @@ export class SnapshotApplier {
     route.send(command, (error) => {
       if (error) this.errors.record(db, this.targetKey(place.prefix, entry.key), 'RESTORE', collisionHint(error, place.replace));
       else this.stats.restored++;
+      done?.(error);
     });
     if (route.full) return route.waitForRoom();
   }
@@ -135,17 +140,18 @@ export class SnapshotApplier {
     return this.sendRewrite(this.rewriter.begin(), key);
   }
 
-  private endRewrite(): void | Promise<void> {
+  private endRewrite(done?: (error: string | null) => void): void | Promise<void> {
     const rewriter = this.rewriter;
     this.rewriter = null;
     if (this.skippingKey || !rewriter) {
       this.skippingKey = false;
-      return;
+      return done?.(null);
     }
     if (rewriter.failure !== null) this.errors.record(this.rewriteDb, rewriter.key, 'rewrite', rewriter.failure);
     const commands = rewriter.end();
     const last = commands.length - 1;
     return this.sendRewrite(commands, rewriter.key, (i, error, reply) => {
+      if (i === last) done?.(error ?? rewriter.failure);
       if (i !== last || rewriter.failure !== null || error) return;
       // RENAMENX answers 0 when the name is taken: a key of another merged database.
       if (rewriter.renamedWith === 'RENAMENX' && reply === 0) {
