@@ -76,4 +76,78 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
       await target.stop();
     }
   });
+
+  it('incremental: under a concurrent pipelined load (SELECT, MULTI/EXEC, EVAL, RENAME, EXPIRE, MOVE, FLUSHDB, SWAPDB) lag reaches 0, then nothing differs', async () => {
+    const source = await startRedis({ config: NO_SYNC });
+    const target = await startRedis();
+    try {
+      await populateAllTypes(source, { dbs: [0, 1] });
+      for (const db of [9, 10, 11]) await source.client(db).set(`seed:${db}`, `in db ${db}`);
+      const { logger } = recordingLogger();
+      const migration = new Migration({ source: endpoint(source), target: endpoint(target), method: 'incremental', sourceMode: 'scan', logger, pollIntervalMs: 200 });
+      const running = migration.run();
+      // The load starts with the migration: it writes during the scan and after it.
+      const load = await mixedLoad(source, { durationMs: 4000, connections: 4, seed: 5 });
+      assert.ok(load.commands > 2000, `only ${load.commands} commands`);
+      let last: MigrationProgress | null = null;
+      await waitFor('lag 0', () => {
+        last = migration.progress();
+        if (last.phase === 'failed') throw new Error(`migration failed: ${last.failure}`);
+        return last.phase === 'incremental' && last.stream.lagBytes === 0;
+      });
+      await assertSame(source, target);
+      const scan = last!.shards[0]!.scan!;
+      assert.ok(scan.notifications > 1000, `notifications ${scan.notifications}`);
+      assert.ok(scan.keysRecopied > 100, `re-copied ${scan.keysRecopied}`);
+      assert.ok(scan.rounds.length >= 1 && scan.rounds.at(-1)!.found === 0, JSON.stringify(scan.rounds));
+      assert.ok(scan.rounds.some((r) => /FLUSHDB|SWAPDB/.test(r.reason)), `a whole-db operation was seen: ${JSON.stringify(scan.rounds.map((r) => r.reason))}`);
+      migration.stop();
+      const result = await running;
+      assert.equal(result.phase, 'stopped');
+      assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
+      // Ferry enabled notify-keyspace-events for the run and put the old value back.
+      assert.deepEqual(await source.client().config('GET', 'notify-keyspace-events'), ['notify-keyspace-events', '']);
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('lost notifications: the subscription is killed (CLIENT KILL) while writing; repair rounds still reach 0 differences', async () => {
+    const source = await startRedis({ config: NO_SYNC });
+    const target = await startRedis();
+    try {
+      await populateAllTypes(source, { dbs: [0] });
+      const { logger } = recordingLogger();
+      const migration = new Migration({ source: endpoint(source), target: endpoint(target), method: 'incremental', sourceMode: 'scan', logger, pollIntervalMs: 200 });
+      const running = migration.run();
+      await waitFor('lag 0 after the full phase', () => migration.progress().stream.lagBytes === 0);
+      const controller = new AbortController();
+      const load = mixedLoad(source, { durationMs: 5000, connections: 3, seed: 11, wholeDb: false, signal: controller.signal });
+      for (let kill = 0; kill < 3; kill++) {
+        await new Promise((r) => setTimeout(r, 700));
+        const killed = await source.client().call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+        assert.equal(killed, 1, 'the keyspace subscription was killed');
+        // Written while nobody listens: only a repair round can find these.
+        await source.client().set(`unheard:${kill}`, `written while the subscription was down`);
+        await source.client().del('load:s:1');
+      }
+      await load;
+      await waitFor('lag 0', () => {
+        const p = migration.progress();
+        if (p.phase === 'failed') throw new Error(`migration failed: ${p.failure}`);
+        return p.stream.lagBytes === 0;
+      });
+      await assertSame(source, target);
+      const scan = migration.progress().shards[0]!.scan!;
+      assert.ok(scan.subscriptionLosses >= 3, `losses ${scan.subscriptionLosses}`);
+      assert.ok(scan.rounds.some((r) => /subscription/.test(r.reason)), JSON.stringify(scan.rounds));
+      assert.ok(scan.keysRepaired >= 3, `repaired ${scan.keysRepaired}`);
+      migration.stop();
+      await running;
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
 });
