@@ -63,6 +63,7 @@ export function openApiDocument(): Record<string, unknown> {
                 source_instance: { $ref: '#/components/schemas/Endpoint' },
                 target_instance: { $ref: '#/components/schemas/Endpoint' },
                 write_error_policy: { enum: ['fail', 'skip'], 'x-ferry-extension': true, description: 'a write the target refuses for good: fail the task (default) or log and skip it' },
+                source_mode: { enum: ['auto', 'psync', 'scan'], 'x-ferry-extension': true, description: 'how the source is read: auto (default: PSYNC, or scan when the source refuses it), psync, scan (SCAN + DUMP and keyspace notifications)' },
               },
             }),
           }),

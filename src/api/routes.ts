@@ -130,7 +130,9 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies): voi
     const target = resolveEndpoint(req.projectId, 'target_instance', endpointBody(b, 'target_instance'));
     // Extension: what a write the target refuses for good does (default: fail the task).
     const writeErrorPolicy = optionalEnum(b, 'write_error_policy', ['fail', 'skip'] as const) ?? 'fail';
-    const started = await inState(() => manager.configure(task, { method, resumeMode, bandwidthLimitMb, source, target, writeErrorPolicy }));
+    // Extension: how the source is read (scan mode for sources that refuse PSYNC).
+    const sourceMode = optionalEnum(b, 'source_mode', ['auto', 'psync', 'scan'] as const) ?? 'auto';
+    const started = await inState(() => manager.configure(task, { method, resumeMode, bandwidthLimitMb, source, target, writeErrorPolicy, sourceMode }));
     return { id: started.id, name: started.name, status: started.status, error: '' };
   });
 

@@ -26,6 +26,7 @@ export interface MigrateCommandOptions {
   bandwidthLimit?: string;
   checkpoint?: string;
   onWriteError?: string;
+  sourceMode?: string;
 }
 
 const METHODS: Record<string, MigrationMethod> = {
@@ -45,6 +46,11 @@ function parsePolicy(text: string | undefined): 'skip' | 'fail' {
   if (text === undefined || text === 'skip') return 'skip';
   if (text === 'fail') return 'fail';
   throw new Error(`invalid --on-write-error "${text}": use skip or fail`);
+}
+
+function parseSourceMode(text: string | undefined): 'auto' | 'psync' | 'scan' {
+  if (text === undefined || text === 'auto' || text === 'psync' || text === 'scan') return text ?? 'auto';
+  throw new Error(`invalid --source-mode "${text}": use auto, psync or scan`);
 }
 
 function parseResume(text: string | undefined): 'auto' | 'manual' {
@@ -87,6 +93,7 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     bandwidthLimitMb: parseBandwidth(opts.bandwidthLimit),
     checkpointKey: opts.checkpoint ? `__ferry:checkpoint:${opts.checkpoint}` : undefined,
     writeErrorPolicy: parsePolicy(opts.onWriteError),
+    sourceMode: parseSourceMode(opts.sourceMode),
   });
 
   const tty = process.stderr.isTTY && !opts.json;

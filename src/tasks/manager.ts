@@ -41,6 +41,7 @@ interface Running {
 
 export interface ConfigureInput {
   writeErrorPolicy: 'fail' | 'skip';
+  sourceMode?: 'auto' | 'psync' | 'scan';
   method: MigrationMethodName;
   resumeMode: ResumeMode;
   bandwidthLimitMb: number | null;
@@ -97,6 +98,7 @@ export class TaskManager {
       resumeMode: input.resumeMode,
       bandwidthLimitMb: input.bandwidthLimitMb,
       writeErrorPolicy: input.writeErrorPolicy,
+      sourceMode: input.sourceMode ?? 'auto',
       source: input.source,
       target: input.target,
       error: null,
@@ -265,7 +267,7 @@ export class TaskManager {
       return;
     }
     const runner = new TaskRunner(
-      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode, writeErrorPolicy: task.writeErrorPolicy ?? 'fail' },
+      { type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode, writeErrorPolicy: task.writeErrorPolicy ?? 'fail', sourceMode: task.sourceMode ?? 'auto' },
       (m) => void this.onWorkerMessage(task.id, m),
     );
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts, streamBase: null, importProgress: null };
@@ -472,6 +474,7 @@ export class TaskManager {
       writeErrors: p.errors.count,
       reconnects: running.restarts + p.reconnects,
       checkpoint: p.checkpoint,
+      sourceMode: p.sourceMode ?? null,
     };
   }
 

@@ -19,6 +19,7 @@ export interface WorkerStart {
   bandwidthLimitMb: number | null;
   resumeMode: 'auto' | 'manual';
   writeErrorPolicy: 'fail' | 'skip';
+  sourceMode?: 'auto' | 'psync' | 'scan';
 }
 
 /** UpdateMigrationTask on a running task: effective within a second. */
