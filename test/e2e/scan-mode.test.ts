@@ -13,6 +13,9 @@ import { startRedis, stopAll, type RedisServer, type StartOptions } from '../hel
 import { populateAllTypes, populateBigKeys } from '../helpers/dataset.js';
 import { compareServers, formatDifferences } from '../helpers/compare.js';
 import { mixedLoad } from '../helpers/scan-load.js';
+import { startCluster } from '../helpers/redis-cluster.js';
+import { compareClusters } from '../helpers/compare-cluster.js';
+import { parseEndpoint } from '../../src/common/endpoint.js';
 
 /** A source as managed services offer it: replication commands renamed away. */
 const NO_SYNC: StartOptions['config'] = { 'rename-command SYNC': '""', 'rename-command PSYNC': '""' };
@@ -145,6 +148,54 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
       assert.ok(scan.keysRepaired >= 3, `repaired ${scan.keysRepaired}`);
       migration.stop();
       await running;
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('cluster source in scan mode: one reader and subscription per master, into a cluster target, under concurrent writes', async () => {
+    const source = await startCluster({ masters: 3, config: NO_SYNC });
+    const target = await startCluster({ masters: 3 });
+    try {
+      const c = source.client();
+      await Promise.all(Array.from({ length: 600 }, (_, i) => (i % 4 === 0 ? c.set(`key:${i}`, `value:${i}`, 'PX', 3_600_000) : c.set(`key:${i}`, `value:${i}`))));
+      await Promise.all(Array.from({ length: 60 }, (_, i) => c.hset(`{h}:${i}`, 'f', String(i), 'g', 'x')));
+      await Promise.all(Array.from({ length: 60 }, (_, i) => c.rpush(`list:${i}`, 'a', 'b', String(i))));
+      const { logger } = recordingLogger();
+      const endpoints = (addrs: string) => addrs.split(',').map((a) => parseEndpoint(a));
+      const migration = new Migration({ source: endpoints(source.addrs), target: endpoints(target.addrs), method: 'incremental', logger, pollIntervalMs: 200 });
+      const running = migration.run();
+      // Concurrent writes on every shard, during the scan and after it.
+      const deadline = Date.now() + 3000;
+      let n = 0;
+      while (Date.now() < deadline) {
+        await Promise.all(
+          Array.from({ length: 50 }, (_, j) => {
+            const i = n++;
+            switch (j % 5) {
+              case 0: return c.incr(`counter:${i % 37}`);
+              case 1: return c.del(`key:${i % 600}`);
+              case 2: return c.set(`key:${(i * 7) % 600}`, `new:${i}`);
+              case 3: return c.lpop(`list:${i % 60}`);
+              default: return c.hset(`{h}:${i % 60}`, `f${i % 3}`, String(i));
+            }
+          }),
+        );
+      }
+      await waitFor('lag 0 on every shard', () => {
+        const p = migration.progress();
+        if (p.phase === 'failed') throw new Error(`migration failed: ${p.failure}`);
+        return p.phase === 'incremental' && p.stream.lagBytes === 0;
+      });
+      const progress = migration.progress();
+      assert.equal(progress.shards.length, 3);
+      assert.ok(progress.shards.every((s) => s.mode === 'scan' && (s.scan?.notifications ?? 0) > 0), JSON.stringify(progress.shards.map((s) => s.scan?.notifications)));
+      const diffs = await compareClusters(source, target);
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      migration.stop();
+      const result = await running;
+      assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
     } finally {
       await source.stop();
       await target.stop();
