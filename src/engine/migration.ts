@@ -363,7 +363,7 @@ export class Migration extends EventEmitter {
   private makeShard(master: Endpoint, index: number, target: Target, dbs: DbMapper, purge: (() => Promise<void>) | null, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync | ScanSync {
     const o = this.options;
     if (this.scanReason !== null) {
-      if (index === 0) this.convergence = new ScanConvergence({ source: list(o.source), target: list(o.target), targetHandle: target, dbs: o.dbs, logger: o.logger });
+      if (index === 0) this.convergence = new ScanConvergence({ source: list(o.source), target: list(o.target), targetHandle: target, dbs: o.dbs, logger: o.logger, errors: this.errors });
       const reason = this.scanReason;
       return new ScanSync({ source: master, target, method: o.method, dbs, errors: this.errors, snapshot: this.snapshot, logger: o.logger, rewriteAlways: o.rewrite === 'always', maxPayloadBytes: o.maxPayloadBytes, resumeMode: o.resumeMode ?? 'manual', throttle: this.throttle, convergence: this.convergence!, reason });
     }

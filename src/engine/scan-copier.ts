@@ -342,7 +342,8 @@ export class KeyCopier {
           const f = this.inflight.get(next.id);
           if (!f) continue;
           this.counts.chunked++;
-          this.o.logger.info({ db: f.db, key: printable(f.key), reason: next.reason }, 'copying a key with type commands');
+          // Big keys are worth a line; every key of a source without DUMP is not.
+          if (next.reason === 'too-big') this.o.logger.info({ db: f.db, key: printable(f.key) }, 'copying a big key with type commands');
           let finished: Promise<void> | null = null;
           const id = next.id;
           let found: boolean;

@@ -60,6 +60,8 @@ export interface ScanSyncOptions {
 }
 
 const ROUNDS_KEPT = 10;
+/** Repairs of one key in consecutive rounds before it is reported as an error instead. */
+const MAX_REPAIRS = 3;
 const WATCHED_COMMANDS = ['flushdb', 'flushall', 'swapdb'];
 const FUNCTION_COMMANDS = ['function|load', 'function|delete', 'function|flush', 'function|restore'];
 
@@ -462,6 +464,7 @@ export interface ScanConvergenceOptions {
   targetHandle: Target;
   dbs: DbMapper | undefined;
   logger: Logger;
+  errors: WriteErrorLog;
   /** A routine round after this long without one. Default 10 minutes. */
   repairIntervalMs?: number;
 }
@@ -488,6 +491,10 @@ export class ScanConvergence {
   private lastDrift: string | null = null;
   readonly rounds: RepairRound[] = [];
   private roundNo = 0;
+  /** Keys found differing in consecutive rounds, and how many rounds in a row. */
+  private repeats = new Map<string, number>();
+  /** Keys that still differ after repeated repairs: reported once as errors, then left alone. */
+  private readonly unrepairable = new Set<string>();
 
   constructor(private readonly o: ScanConvergenceOptions) {}
 
@@ -569,6 +576,7 @@ export class ScanConvergence {
     this.o.logger.info({ round: record.round, reason }, 'scan mode: verify-and-repair round started');
     for (const s of this.shards) s.copier?.roundStarted();
     let functionsDiffer = false;
+    const repeats = new Map<string, number>();
     this.abort = new AbortController();
     try {
       const report = await verifyDeployments({
@@ -589,6 +597,16 @@ export class ScanConvergence {
           // A difference for a key notified meanwhile is a copy on its way, not a finding.
           await shard.subscriberBarrier();
           if (!copier.isPending(src.db, src.key) && !copier.touchedDuringRound(src.db, src.key)) {
+            const id = `${src.db}:${src.key.toString('latin1')}`;
+            if (this.unrepairable.has(id)) return;
+            const times = (this.repeats.get(id) ?? 0) + 1;
+            if (times > MAX_REPAIRS) {
+              // Copied again and again and still different: something the copy cannot carry.
+              if (this.unrepairable.size < 10_000) this.unrepairable.add(id);
+              this.o.errors.record(src.db, src.key, 'repair', `the key still differs after ${MAX_REPAIRS} repairs: ${d.detail}`);
+              return;
+            }
+            if (repeats.size < 10_000) repeats.set(id, times);
             record.found++;
             this.o.logger.debug({ db: src.db, kind: d.kind, detail: d.detail }, 'scan mode: repairing a key');
           }
@@ -596,6 +614,7 @@ export class ScanConvergence {
         },
       });
       record.keysChecked = report.keysChecked;
+      this.repeats = repeats;
       if (functionsDiffer) {
         record.found++;
         await this.shards[0]?.copyFunctions('FLUSH');

@@ -30,7 +30,7 @@ function recordingLogger(): { logger: Logger; lines: { level: number; msg: strin
       done();
     },
   });
-  return { logger: pino({ level: 'info' }, sink), lines };
+  return { logger: pino({ level: process.env.FERRY_TEST_LEVEL ?? 'info' }, sink), lines };
 }
 
 function endpoint(s: RedisServer) {
@@ -43,6 +43,17 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Waits for lag 0 (nothing waits, the last repair round found nothing); fails fast if the migration fails. */
+async function converged(migration: Migration, timeoutMs = 60_000): Promise<MigrationProgress> {
+  let last = migration.progress();
+  await waitFor('lag 0', () => {
+    last = migration.progress();
+    if (last.phase === 'failed') throw new Error(`migration failed: ${last.failure}`);
+    return last.phase === 'incremental' && last.stream.lagBytes === 0;
+  }, timeoutMs);
+  return last;
 }
 
 async function assertSame(source: RedisServer, target: RedisServer): Promise<void> {
@@ -92,14 +103,9 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
       // The load starts with the migration: it writes during the scan and after it.
       const load = await mixedLoad(source, { durationMs: 4000, connections: 4, seed: 5 });
       assert.ok(load.commands > 2000, `only ${load.commands} commands`);
-      let last: MigrationProgress | null = null;
-      await waitFor('lag 0', () => {
-        last = migration.progress();
-        if (last.phase === 'failed') throw new Error(`migration failed: ${last.failure}`);
-        return last.phase === 'incremental' && last.stream.lagBytes === 0;
-      });
+      const last = await converged(migration);
       await assertSame(source, target);
-      const scan = last!.shards[0]!.scan!;
+      const scan = last.shards[0]!.scan!;
       assert.ok(scan.notifications > 1000, `notifications ${scan.notifications}`);
       assert.ok(scan.keysRecopied > 100, `re-copied ${scan.keysRecopied}`);
       assert.ok(scan.rounds.length >= 1 && scan.rounds.at(-1)!.found === 0, JSON.stringify(scan.rounds));
@@ -124,7 +130,7 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
       const { logger } = recordingLogger();
       const migration = new Migration({ source: endpoint(source), target: endpoint(target), method: 'incremental', sourceMode: 'scan', logger, pollIntervalMs: 200 });
       const running = migration.run();
-      await waitFor('lag 0 after the full phase', () => migration.progress().stream.lagBytes === 0);
+      await converged(migration);
       const controller = new AbortController();
       const load = mixedLoad(source, { durationMs: 5000, connections: 3, seed: 11, wholeDb: false, signal: controller.signal });
       for (let kill = 0; kill < 3; kill++) {
@@ -136,13 +142,9 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
         await source.client().del('load:s:1');
       }
       await load;
-      await waitFor('lag 0', () => {
-        const p = migration.progress();
-        if (p.phase === 'failed') throw new Error(`migration failed: ${p.failure}`);
-        return p.stream.lagBytes === 0;
-      });
+      const last = await converged(migration);
       await assertSame(source, target);
-      const scan = migration.progress().shards[0]!.scan!;
+      const scan = last.shards[0]!.scan!;
       assert.ok(scan.subscriptionLosses >= 3, `losses ${scan.subscriptionLosses}`);
       assert.ok(scan.rounds.some((r) => /subscription/.test(r.reason)), JSON.stringify(scan.rounds));
       assert.ok(scan.keysRepaired >= 3, `repaired ${scan.keysRepaired}`);
@@ -183,12 +185,7 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
           }),
         );
       }
-      await waitFor('lag 0 on every shard', () => {
-        const p = migration.progress();
-        if (p.phase === 'failed') throw new Error(`migration failed: ${p.failure}`);
-        return p.phase === 'incremental' && p.stream.lagBytes === 0;
-      });
-      const progress = migration.progress();
+      const progress = await converged(migration);
       assert.equal(progress.shards.length, 3);
       assert.ok(progress.shards.every((s) => s.mode === 'scan' && (s.scan?.notifications ?? 0) > 0), JSON.stringify(progress.shards.map((s) => s.scan?.notifications)));
       const diffs = await compareClusters(source, target);
@@ -198,6 +195,56 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
       assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
     } finally {
       await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('a source without DUMP and CONFIG (a proxy-like ACL): every key by type commands, notifications as configured; psync mode does not fall back', async () => {
+    // notify-keyspace-events is set by the operator; Ferry's user may not use DUMP or CONFIG.
+    const source = await startRedis({ config: { ...NO_SYNC, 'notify-keyspace-events': 'KA' }, aclUsers: [{ name: 'ferry', password: 'ferry-secret', rules: '~* &* +@all -dump -config' }] });
+    const asFerry = { ...endpoint(source), user: 'ferry', password: 'ferry-secret' };
+    const target = await startRedis();
+    try {
+      await populateAllTypes(source, { dbs: [0, 3] });
+      await assert.rejects(
+        new Migration({ source: asFerry, target: endpoint(target), method: 'full', sourceMode: 'psync', logger: pino({ level: 'silent' }) }).run(),
+        /refused PSYNC: ERR unknown command/,
+      );
+      const { logger, lines } = recordingLogger();
+      const migration = new Migration({ source: asFerry, target: endpoint(target), method: 'incremental', sourceMode: 'scan', logger, pollIntervalMs: 200 });
+      const running = migration.run();
+      await waitFor('incremental', () => migration.progress().phase === 'incremental');
+      await mixedLoad(source, { durationMs: 1500, connections: 2, seed: 21, wholeDb: false, dbs: [3] });
+      const p = await converged(migration);
+      await assertSame(source, target);
+      assert.equal(p.shards[0]!.scan!.notificationSetup, 'unknown');
+      assert.equal(p.snapshot.restored, 0, 'nothing could be RESTOREd without DUMP');
+      assert.ok(p.snapshot.rewritten > 50, `rewritten ${p.snapshot.rewritten}`);
+      assert.ok(lines.some((l) => /refuses DUMP/.test(l.msg)));
+      assert.ok(lines.some((l) => /cannot check notify-keyspace-events/.test(l.msg)));
+      migration.stop();
+      const result = await running;
+      assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('fails with a one-line reason where SCAN is refused, and where notifications are off and CONFIG SET is refused', async () => {
+    const noScan = await startRedis({ config: { ...NO_SYNC, 'rename-command SCAN': '""' } });
+    const noConfigSet = await startRedis({ aclUsers: [{ name: 'app', password: 'app-secret', rules: '~* +@all -config|set -psync -sync' }] });
+    const target = await startRedis();
+    try {
+      await noScan.client().set('k', 'v');
+      await assert.rejects(new Migration({ source: endpoint(noScan), target: endpoint(target), method: 'full', logger: pino({ level: 'silent' }) }).run(), (e: Error) => /refuses SCAN/.test(e.message) && !e.message.includes('\n'));
+      await assert.rejects(
+        new Migration({ source: { ...endpoint(noConfigSet), user: 'app', password: 'app-secret' }, target: endpoint(target), method: 'incremental', logger: pino({ level: 'silent' }) }).run(),
+        (e: Error) => /set notify-keyspace-events to "KA"/.test(e.message) && !e.message.includes('app-secret'),
+      );
+    } finally {
+      await noScan.stop();
+      await noConfigSet.stop();
       await target.stop();
     }
   });

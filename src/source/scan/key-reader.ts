@@ -123,6 +123,13 @@ function parseId(r: Reply | undefined): StreamId {
   return { ms: BigInt(ms ?? 0), seq: BigInt(seq ?? 0) };
 }
 
+function compareIds(a: StreamId, b: StreamId): number {
+  return a.ms < b.ms ? -1 : a.ms > b.ms ? 1 : a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0;
+}
+
+/** The fields of a placeholder for a deleted message (it is XDELed right after being claimed). */
+const DELETED_FIELDS = [Buffer.from('__ferry_deleted__'), Buffer.alloc(0)];
+
 /** RESP2 maps come as flat [name, value, ...] arrays. */
 function fields(r: Reply): Map<string, Reply> {
   const m = new Map<string, Reply>();
@@ -380,20 +387,36 @@ export class SourceKeyReader {
   }
 
   private async readStream(db: number, key: Buffer, chunk: (c: KeyChunk) => Promise<void>): Promise<void> {
+    // The groups first: a pending entry whose message was deleted (XDEL) must be added back,
+    // in id order among the live entries, so that XCLAIM can recreate it (then it is deleted).
+    const meta = await this.streamMeta(db, key);
+    const pendingIds = [...new Map(meta.groups.flatMap((g) => g.pending.map((p) => [`${p.id.ms}-${p.id.seq}`, p.id] as const))).values()].sort(compareIds);
+    let p = 0;
+    const withDeleted = (entries: StreamEntry[], upTo: StreamId | null): StreamEntry[] => {
+      const out: StreamEntry[] = [];
+      for (const e of entries) {
+        for (; p < pendingIds.length && compareIds(pendingIds[p]!, e.id) < 0; p++) out.push({ id: pendingIds[p]!, fields: DELETED_FIELDS, deleted: true });
+        if (p < pendingIds.length && compareIds(pendingIds[p]!, e.id) === 0) p++;
+        out.push(e);
+      }
+      for (; upTo === null && p < pendingIds.length && compareIds(pendingIds[p]!, meta.lastId) <= 0; p++) out.push({ id: pendingIds[p]!, fields: DELETED_FIELDS, deleted: true });
+      return out;
+    };
     let start = '-';
     for (;;) {
       const r = await this.chunked.call(db, ['XRANGE', key, start, '+', 'COUNT', CHUNK_ITEMS]);
-      if (!Array.isArray(r) || r.length === 0) break;
-      const entries: StreamEntry[] = r.map((e) => {
+      const entries: StreamEntry[] = (Array.isArray(r) ? r : []).map((e) => {
         const [id, f] = e as [Buffer, Buffer[]];
         return { id: parseId(id), fields: f };
       });
-      await chunk({ type: 'stream-entries', entries });
-      if (r.length < CHUNK_ITEMS) break;
+      const more = entries.length === CHUNK_ITEMS;
+      const out = withDeleted(entries, more ? entries[entries.length - 1]!.id : null);
+      if (out.length > 0) await chunk({ type: 'stream-entries', entries: out });
+      if (!more) break;
       const last = entries[entries.length - 1]!.id;
       start = this.o.caps.exclusiveRange ? `(${last.ms}-${last.seq}` : `${last.ms}-${last.seq + 1n}`;
     }
-    await chunk({ type: 'stream-meta', meta: await this.streamMeta(db, key) });
+    await chunk({ type: 'stream-meta', meta });
   }
 
   private async streamMeta(db: number, key: Buffer): Promise<StreamMeta> {
