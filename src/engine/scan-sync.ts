@@ -82,6 +82,14 @@ function keyspaceCounts(info: string): Map<number, { keys: number; expires: numb
   return out;
 }
 
+/** The copier's queue is empty, or `ms` have passed. */
+async function settled(copier: KeyCopier | null, ms: number): Promise<void> {
+  if (!copier) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([copier.idle(), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
 function sleep(ms: number, wake?: (w: () => void) => void): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
@@ -293,6 +301,7 @@ export class ScanSync {
       },
       (e) => this.lost(e),
     );
+    await this.reader.prepare();
     this.copier = new KeyCopier({
       reader: this.reader,
       target: o.target,
@@ -342,7 +351,13 @@ export class ScanSync {
     const info = await this.control!.call(['INFO', 'keyspace']);
     const dbs = [...keyspaceCounts(Buffer.isBuffer(info) ? info.toString('latin1') : '').keys()].filter((db) => o.dbs.placement(db) !== null);
     o.logger.info({ shard: this.name, dbs, reason: o.reason }, 'scan mode: full phase started');
-    const signal = { stopped: false };
+    const shard = this;
+    const signal = {
+      failed: false,
+      get stopped(): boolean {
+        return this.failed || shard.stopRequested;
+      },
+    };
     const scanDb = async (db: number): Promise<void> => {
       await this.reader!.scan(db, async (keys) => {
         for (const key of keys) {
@@ -359,10 +374,16 @@ export class ScanSync {
     try {
       await Promise.all(workers);
     } catch (e) {
-      signal.stopped = true;
+      signal.failed = true;
       throw e;
     }
-    await copier.idle();
+    if (o.method === 'full') {
+      // What was notified during the scan is copied; later writes are not waited for (under a
+      // steady write load the set of changed keys would never empty).
+      this.subscriber?.close();
+      this.subscriber = null;
+      await copier.idle();
+    } else await settled(copier, 5000);
     if (this.sourceError) throw this.sourceError;
     await o.target.drain();
     o.logger.info({ shard: this.name, ...copier.counts }, 'scan mode: full phase applied');
@@ -542,8 +563,9 @@ export class ScanConvergence {
         await this.checkDrift();
         continue;
       }
-      // Let the copies of what was just found (or notified) settle first.
-      await Promise.all(this.shards.map((s) => s.copier?.idle()));
+      // Let the copies of what was just found (or notified) settle first (not forever: under
+      // a steady write load something is always being copied).
+      await Promise.all(this.shards.map((s) => settled(s.copier, 5000)));
       if (this.stopped) return;
       this.runningRequired = owed !== null;
       this.needed = null;
@@ -619,7 +641,7 @@ export class ScanConvergence {
         record.found++;
         await this.shards[0]?.copyFunctions('FLUSH');
       }
-      await Promise.all(this.shards.map((s) => s.copier?.idle()));
+      await Promise.all(this.shards.map((s) => settled(s.copier, 5000)));
       this.lastFound = record.found;
       record.finishedAt = Date.now();
       this.o.logger.info({ round: record.round, keysChecked: record.keysChecked, found: record.found, ms: record.finishedAt - record.startedAt }, 'scan mode: verify-and-repair round done');

@@ -26,6 +26,8 @@ export interface SourceCaps {
   hashFieldTtl: boolean;
   /** XRANGE with an exclusive start `(id` (6.2+). */
   exclusiveRange: boolean;
+  /** EVAL on a standalone server: whole keys are read a batch per script call (fewer round trips). */
+  batchScript: boolean;
 }
 
 const PROBE_KEY = '__ferry_probe__:{does-not-exist}';
@@ -64,15 +66,20 @@ export async function probeSource(c: RedisConnection): Promise<SourceCaps> {
   } catch (e) {
     if (!(e instanceof ReplyError)) throw e;
   }
-  const [scan, dump, pexpiretime, memoryUsage, commandStats, hashFieldTtl] = await Promise.all([
+  const [scan, dump, pexpiretime, memoryUsage, commandStats, hashFieldTtl, script, clusterInfo] = await Promise.all([
     allowed(c, ['SCAN', '0', 'COUNT', 1]),
     allowed(c, ['DUMP', PROBE_KEY]),
     allowed(c, ['PEXPIRETIME', PROBE_KEY]),
     allowed(c, ['MEMORY', 'USAGE', PROBE_KEY]),
     allowed(c, ['INFO', 'commandstats']),
     allowed(c, ['HPEXPIRETIME', PROBE_KEY, 'FIELDS', 1, 'f']),
+    allowed(c, ['EVAL', 'return 1', 0]),
+    c.call(['INFO', 'cluster']).catch(() => null),
   ]);
+  // A cluster node's script may only touch keys of one slot: batches there would be refused.
+  const clustered = Buffer.isBuffer(clusterInfo) && /^cluster_enabled:1/m.test(clusterInfo.toString('latin1'));
+  const batchScript = script && !clustered && dump && memoryUsage && pexpiretime;
   const functionDump = version[0] >= 7 && (await allowed(c, ['FUNCTION', 'DUMP']));
   const exclusiveRange = version[0] > 6 || (version[0] === 6 && version[1] >= 2);
-  return { version, valkey, scan, dump, pexpiretime, memoryUsage, functionDump, commandStats, hashFieldTtl, exclusiveRange };
+  return { version, valkey, scan, dump, pexpiretime, memoryUsage, functionDump, commandStats, hashFieldTtl, exclusiveRange, batchScript };
 }

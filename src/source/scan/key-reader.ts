@@ -47,6 +47,37 @@ export interface KeyReaderOptions {
 }
 
 const CHUNK_ITEMS = 1000;
+/** Keys per batch script call: short enough (well under a millisecond) not to stall the source. */
+const BATCH_KEYS = 100;
+/** Bytes one batch may DUMP; keys past it are read one by one (with the size guard). */
+const BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * One call reads a batch of keys: per key its DUMP (when MEMORY USAGE is within the limit and
+ * the batch's byte budget) and PEXPIRETIME. Per key two replies: the payload, false (gone),
+ * or the size (too big: read it with commands), or -3 (over the budget: read it alone); then
+ * the absolute expiry.
+ */
+const BATCH_SCRIPT = `
+local limit, budget, used, out = tonumber(ARGV[1]), tonumber(ARGV[2]), 0, {}
+for i = 3, #ARGV do
+  local k = ARGV[i]
+  local m = redis.call('MEMORY', 'USAGE', k)
+  if not m then
+    out[#out + 1] = false
+    out[#out + 1] = -2
+  elseif m > limit then
+    out[#out + 1] = m
+    out[#out + 1] = redis.call('PEXPIRETIME', k)
+  elseif used + m > budget and used > 0 then
+    out[#out + 1] = -3
+    out[#out + 1] = -3
+  else
+    used = used + m
+    out[#out + 1] = redis.call('DUMP', k)
+    out[#out + 1] = redis.call('PEXPIRETIME', k)
+  end
+end
+return out`;
 const CHUNK_BYTES = 1024 * 1024;
 const DEFAULT_INFLIGHT_BYTES = 64 * 1024 * 1024;
 
@@ -234,13 +265,89 @@ export class SourceKeyReader {
     if (pause > 0) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + pause);
   }
 
+  private scriptSha: string | null = null;
+  private batches = new Map<number, { keys: Buffer[]; done: ((r: WholeRead | Error) => void)[] }>();
+  private flushScheduled = false;
+
+  /** Loads the batch script (where the source allows scripts); without it keys are read one by one. */
+  async prepare(): Promise<void> {
+    if (!this.o.caps.batchScript) return;
+    try {
+      const sha = await this.chunked.call(0, ['SCRIPT', 'LOAD', BATCH_SCRIPT]);
+      this.scriptSha = Buffer.isBuffer(sha) ? sha.toString('latin1') : null;
+    } catch {
+      this.scriptSha = null;
+    }
+  }
+
   /**
    * Reads one key whole (or finds it must be chunked). `done` gets the outcome or an error: a
    * broken connection (RedisConnectionError) or a refusal worth reporting (ReplyError).
    */
   readWhole(db: number, key: Buffer, done: (r: WholeRead | Error) => void): void {
-    const caps = this.o.caps;
     if (this.failure) return void process.nextTick(done, this.failure);
+    if (this.scriptSha !== null && this.o.caps.batchScript) return this.batch(db, key, done);
+    this.readOne(db, key, done);
+  }
+
+  private batch(db: number, key: Buffer, done: (r: WholeRead | Error) => void): void {
+    let b = this.batches.get(db);
+    if (!b) this.batches.set(db, (b = { keys: [], done: [] }));
+    b.keys.push(key);
+    b.done.push(done);
+    if (b.keys.length >= BATCH_KEYS) this.flushBatch(db);
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        for (const d of [...this.batches.keys()]) this.flushBatch(d);
+      });
+    }
+  }
+
+  private flushBatch(db: number): void {
+    const b = this.batches.get(db);
+    if (!b || b.keys.length === 0) return;
+    this.batches.delete(db);
+    const c = this.pick();
+    this.inflightBytes += BATCH_BYTES;
+    c.send(db, ['EVALSHA', this.scriptSha!, 0, this.o.maxWholeBytes, BATCH_BYTES, ...b.keys], (r) => {
+      this.inflightBytes -= BATCH_BYTES;
+      if (this.roomWaiters.length > 0 && !this.full) this.wake();
+      if (r instanceof RedisConnectionError) {
+        for (const d of b.done) d(r);
+        return;
+      }
+      if (!Array.isArray(r) || r.length !== 2 * b.keys.length) {
+        // NOSCRIPT (the source's scripts were flushed), BUSY, an ACL...: one by one from now on.
+        this.o.caps.batchScript = false;
+        b.keys.forEach((k, i) => this.readOne(db, k, b.done[i]!));
+        return;
+      }
+      for (let i = 0; i < b.keys.length; i++) {
+        const key = b.keys[i]!;
+        const v = r[2 * i]!;
+        const t = Number(r[2 * i + 1]);
+        const done = b.done[i]!;
+        if (Buffer.isBuffer(v)) {
+          if (v.length < 11 || t === -2) done({ kind: 'gone' });
+          else this.dumped(db, key, v, t < 0 ? null : t, done);
+        } else if (v === null) done({ kind: 'gone' });
+        else if (Number(v) === -3) this.readOne(db, key, done);
+        else done({ kind: 'chunked', reason: 'too-big' });
+      }
+    });
+  }
+
+  private dumped(db: number, key: Buffer, dump: Buffer, expireAtMs: number | null, done: (r: WholeRead | Error) => void): void {
+    this.account(dump.length);
+    const entry = new DumpedKey(db, key, dump, expireAtMs);
+    if (!this.o.restorable(entry.rdbType)) return done({ kind: 'chunked', reason: 'not-restorable' });
+    done({ kind: 'whole', entry });
+  }
+
+  private readOne(db: number, key: Buffer, done: (r: WholeRead | Error) => void): void {
+    const caps = this.o.caps;
     const c = this.pick();
     if (!caps.dump) return void process.nextTick(done, { kind: 'chunked', reason: 'not-restorable' } satisfies WholeRead);
     if (!caps.memoryUsage) return this.dumpKey(c, db, key, 0, done);
@@ -279,11 +386,7 @@ export class SourceKeyReader {
       if (!Buffer.isBuffer(dump) || dump.length < 11) return done({ kind: 'gone' });
       const t = Number(ttl);
       if (t === -2) return done({ kind: 'gone' });
-      const expireAtMs = t < 0 ? null : caps.pexpiretime ? t : Date.now() + t;
-      this.account(dump.length);
-      const entry = new DumpedKey(db, key, dump, expireAtMs);
-      if (!this.o.restorable(entry.rdbType)) return done({ kind: 'chunked', reason: 'not-restorable' });
-      done({ kind: 'whole', entry });
+      this.dumped(db, key, dump, t < 0 ? null : caps.pexpiretime ? t : Date.now() + t, done);
     });
   }
 
