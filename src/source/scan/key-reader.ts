@@ -154,6 +154,27 @@ function parseId(r: Reply | undefined): StreamId {
   return { ms: BigInt(ms ?? 0), seq: BigInt(seq ?? 0) };
 }
 
+/** Bytes a chunk carries (what the bandwidth limit counts). */
+function chunkBytes(c: KeyChunk): number {
+  const sum = (xs: Buffer[]): number => xs.reduce((n, b) => n + b.length, 0);
+  switch (c.type) {
+    case 'string':
+      return c.data.length;
+    case 'list':
+      return sum(c.items);
+    case 'set':
+      return sum(c.members);
+    case 'zset':
+      return sum(c.members) + sum(c.scores);
+    case 'hash':
+      return sum(c.fields) + sum(c.values);
+    case 'stream-entries':
+      return c.entries.reduce((n, e) => n + 16 + sum(e.fields), 0);
+    default:
+      return 64;
+  }
+}
+
 function compareIds(a: StreamId, b: StreamId): number {
   return a.ms < b.ms ? -1 : a.ms > b.ms ? 1 : a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0;
 }
@@ -414,7 +435,7 @@ export class SourceKeyReader {
     const header: KeyHeader = { db, key, rdbType: RDB_TYPE_OF[logical], logical, expireAtMs, idleSeconds: null, lfuFreq: null };
     await emit({ kind: 'key-begin', ...header, reason });
     const chunk = async (c: KeyChunk): Promise<void> => {
-      this.account(CHUNK_BYTES / 4);
+      this.account(chunkBytes(c));
       await emit({ kind: 'key-chunk', chunk: c });
     };
     switch (logical) {
