@@ -248,4 +248,29 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
       await target.stop();
     }
   });
+
+  it('keyspace drift asks for a round: a key that appears on the target alone (no notification can tell) is found and removed', async () => {
+    const source = await startRedis({ config: NO_SYNC });
+    const target = await startRedis();
+    try {
+      for (let i = 0; i < 100; i++) await source.client().set(`k:${i}`, String(i));
+      const { logger } = recordingLogger();
+      const migration = new Migration({ source: endpoint(source), target: endpoint(target), method: 'incremental', sourceMode: 'scan', logger, pollIntervalMs: 200 });
+      const running = migration.run();
+      const first = await converged(migration);
+      const roundsBefore = first.shards[0]!.scan!.rounds.length;
+      // Written behind Ferry's back: the source never notifies it, only the counts differ.
+      await target.client().set('stray', 'only on the target');
+      await waitFor('the stray key to be removed', async () => (await target.client().exists('stray')) === 0, 30_000);
+      const after = await converged(migration);
+      const rounds = after.shards[0]!.scan!.rounds;
+      assert.ok(rounds.length > roundsBefore && rounds.some((r) => /keyspace drift/.test(r.reason) && r.found >= 1), JSON.stringify(rounds));
+      await assertSame(source, target);
+      migration.stop();
+      await running;
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
 });
