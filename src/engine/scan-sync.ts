@@ -535,7 +535,9 @@ export class ScanConvergence {
   /** A shard finished its full phase; rounds start when all have. */
   shardReady(): void {
     this.ready++;
-    if (this.ready >= this.shards.length && !this.loop && !this.stopped) this.loop = this.run();
+    if (this.ready >= this.shards.length && !this.loop && !this.stopped) {
+      this.loop = this.run().catch((e: Error) => this.o.logger.error({ err: e.message }, 'scan mode: the repair rounds stopped'));
+    }
   }
 
   require(reason: string): void {

@@ -436,6 +436,8 @@ export class SourceKeyReader {
     await emit({ kind: 'key-begin', ...header, reason });
     const chunk = async (c: KeyChunk): Promise<void> => {
       this.account(chunkBytes(c));
+      const pause = this.pausedUntil - Date.now();
+      if (pause > 0) await new Promise((r) => setTimeout(r, pause)); // the bandwidth limit
       await emit({ kind: 'key-chunk', chunk: c });
     };
     switch (logical) {
