@@ -6,6 +6,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { Migration, type MigrationOptions } from '../../src/engine/migration.js';
 import type { MigrationProgress } from '../../src/engine/stats.js';
@@ -268,6 +269,26 @@ describe('scan mode (sources that refuse SYNC/PSYNC)', () => {
       await assertSame(source, target);
       migration.stop();
       await running;
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('the bandwidth limit holds for the DUMPs and the chunks of big keys', async () => {
+    const source = await startRedis({ config: NO_SYNC });
+    const target = await startRedis();
+    try {
+      for (let i = 0; i < 160; i++) await source.client().set(`big:${i}`, randomBytes(64 * 1024));
+      await source.client().set('huge', randomBytes(2 * 1024 * 1024)); // above the size limit: chunks
+      const started = Date.now();
+      const result = await new Migration({ source: endpoint(source), target: endpoint(target), method: 'full', sourceMode: 'scan', logger: pino({ level: 'silent' }), bandwidthLimitMb: 8, maxPayloadBytes: 1024 * 1024 }).run();
+      const seconds = (Date.now() - started) / 1000;
+      const mb = result.snapshot.bytesRead / 1024 / 1024;
+      assert.ok(mb >= 12, `read ${mb.toFixed(1)} MB`);
+      assert.ok(seconds >= (mb / 8) * 0.85, `${mb.toFixed(1)} MB in ${seconds.toFixed(2)} s: faster than 8 MB/s allows`);
+      assert.ok(result.shards[0]!.scan!.keysChunked >= 1, 'the big key went in chunks'); // (SCAN may list a key twice)
+      await assertSame(source, target);
     } finally {
       await source.stop();
       await target.stop();
