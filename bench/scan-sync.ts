@@ -13,7 +13,14 @@ import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { RedisConnection } from '../src/resp/connection.js';
 import { startRedis, stopAll } from '../test/helpers/redis-server.js';
-import { ferryFull, loadMixedKeys, nativeReplication } from './common.js';
+import { ferryFull, field, info, loadMixedKeys, nativeReplication } from './common.js';
+import type { RedisServer } from '../test/helpers/redis-server.js';
+
+/** CPU seconds the server has used (user + sys), from INFO cpu. */
+async function cpuSeconds(s: RedisServer): Promise<number> {
+  const text = await info(s, 'cpu');
+  return Number(field(text, 'used_cpu_user') ?? 0) + Number(field(text, 'used_cpu_sys') ?? 0);
+}
 
 const KEYS = Number(process.env.BENCH_KEYS ?? 1_000_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
@@ -30,9 +37,13 @@ async function main(): Promise<void> {
     const best = { scan: Infinity, psync: Infinity, native: Infinity };
     let scanRss = 0;
     let copied = 0;
+    let cpu = { source: 0, target: 0, seconds: Infinity };
     for (let i = 0; i < RUNS; i++) {
       const t1 = await startRedis();
+      const sourceBefore = await cpuSeconds(source);
+      const targetBefore = await cpuSeconds(t1);
       const scan = await ferryFull(source.addr, t1.addr, ['--source-mode', 'scan']);
+      if (scan.seconds < cpu.seconds) cpu = { source: (await cpuSeconds(source)) - sourceBefore, target: (await cpuSeconds(t1)) - targetBefore, seconds: scan.seconds };
       copied = await t1.client().dbsize();
       await t1.stop();
       process.stdout.write(`scan run ${i + 1}: ${scan.seconds.toFixed(2)} s (${Math.round(KEYS / scan.seconds).toLocaleString('en-US')} keys/s), peak RSS ${scan.peakRssMb.toFixed(0)} MB, ${copied} keys on target\n`);
@@ -68,6 +79,8 @@ async function main(): Promise<void> {
       ['ratio scan / PSYNC', (best.scan / best.psync).toFixed(2)],
       ['ratio scan / native', (best.scan / best.native).toFixed(2)],
       ['Ferry scan mode peak RSS (worst run)', `${scanRss.toFixed(0)} MB`],
+      ['CPU of the best scan run: source redis-server', `${cpu.source.toFixed(2)} s (${((cpu.source / KEYS) * 1e6).toFixed(1)} µs/key)`],
+      ['CPU of the best scan run: target redis-server', `${cpu.target.toFixed(2)} s (${((cpu.target / KEYS) * 1e6).toFixed(1)} µs/key)`],
     ];
     process.stdout.write('\n| measure | value |\n|---|---|\n');
     for (const [k, v] of rows) process.stdout.write(`| ${k} | ${v} |\n`);
