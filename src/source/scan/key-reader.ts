@@ -50,7 +50,7 @@ const CHUNK_ITEMS = 1000;
 /** Keys per batch script call: short enough (well under a millisecond) not to stall the source. */
 const BATCH_KEYS = 100;
 /** Bytes one batch may DUMP; keys past it are read one by one (with the size guard). */
-const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCH_BYTES = 1024 * 1024;
 /**
  * One call reads a batch of keys: per key its DUMP (when MEMORY USAGE is within the limit and
  * the batch's byte budget) and PEXPIRETIME. Per key two replies: the payload, false (gone),
@@ -602,15 +602,18 @@ export class SourceKeyReader {
   async scan(db: number, page: (keys: Buffer[]) => void | Promise<void>, signal: { stopped: boolean }): Promise<void> {
     const c = new DbConnection(await RedisConnection.connect({ ...this.o.endpoint, name: 'ferry-scan-cursor' }));
     try {
-      let cursor = '0';
-      do {
+      // The next page is asked for before this one is handed out: the source answers the SCAN
+      // behind the reads already queued, and the pipeline must not run dry meanwhile.
+      let next: Promise<Reply> | null = c.call(db, ['SCAN', '0', 'COUNT', CHUNK_ITEMS]);
+      while (next) {
+        const r = await next;
         if (signal.stopped) return;
-        const r = await c.call(db, ['SCAN', cursor, 'COUNT', CHUNK_ITEMS]);
         if (!Array.isArray(r)) throw new Error(`source ${this.where}: unexpected SCAN reply`);
-        cursor = text(r[0]);
+        const cursor = text(r[0]);
+        next = cursor === '0' ? null : c.call(db, ['SCAN', cursor, 'COUNT', CHUNK_ITEMS]);
         const keys = (r[1] as Buffer[] | undefined) ?? [];
         if (keys.length > 0) await page(keys);
-      } while (cursor !== '0');
+      }
     } finally {
       c.connection.destroy('done');
     }
