@@ -174,8 +174,10 @@ export class KeyCopier {
     return this.touchedOverflow || (this.touched?.has(idOf(db, key)) ?? false);
   }
 
-  roundEnded(): void {
+  /** Ends the round; true when too many keys changed during it to tell findings apart. */
+  roundEnded(): boolean {
     this.touched = null;
+    return this.touchedOverflow;
   }
 
   private get hasRoom(): boolean {

@@ -653,7 +653,13 @@ export class ScanConvergence {
       this.needed ??= `the last round failed: ${(e as Error).message}`;
       await sleep(2000, (w) => (this.wake = w));
     } finally {
-      for (const s of this.shards) s.copier?.roundEnded();
+      // Past TOUCHED_LIMIT changed keys a difference cannot be told from a copy on its way:
+      // such a round proves nothing, so another one follows (after a pause: the load is heavy).
+      const inconclusive = this.shards.map((s) => s.copier?.roundEnded() ?? false).some(Boolean);
+      if (inconclusive && !this.stopped) {
+        this.needed ??= 'the last round was inconclusive (too many keys changed during it)';
+        await sleep(5000, (w) => (this.wake = w));
+      }
       this.abort = null;
     }
   }
