@@ -316,7 +316,8 @@ export class ScanSync {
     await this.readCommandStats();
   }
 
-  private async subscribe(): Promise<void> {
+  /** `again`: after a loss; a failure is then the caller's to retry, not a reason to give up. */
+  private async subscribe(again = false): Promise<void> {
     const copier = this.copier!;
     try {
       this.subscriber = await KeyspaceSubscriber.open(
@@ -332,6 +333,7 @@ export class ScanSync {
         },
       );
     } catch (e) {
+      if (again) throw e;
       if (this.options.method === 'incremental') throw new ScanModeError((e as Error).message);
       this.options.logger.warn({ shard: this.name, reason: (e as Error).message }, 'no keyspace notifications: keys changed during the scan may be copied in an older state');
     }
@@ -439,7 +441,13 @@ export class ScanSync {
         this.subscriber?.close();
         this.subscriber = null;
         this.subscriptionGone = null;
-        await this.subscribe();
+        try {
+          await this.subscribe(true);
+        } catch (e) {
+          o.logger.warn({ shard: this.name, err: (e as Error).message }, 'could not subscribe again; retrying');
+          this.subscriptionGone = reason;
+          continue;
+        }
         o.convergence.require(`the keyspace subscription to ${this.name} was lost (${reason})`);
       }
       await this.readCommandStats();
