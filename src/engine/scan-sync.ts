@@ -122,6 +122,7 @@ export class ScanSync {
   private functionCalls: Map<string, number> | null = null;
   private notifications = 0;
   private subscriptionLosses = 0;
+  private resubscribeFailures = 0;
   private bytesBefore = 0;
   /** Counters of earlier attempts (a restart makes a new copier). */
   private earlier = { scanned: 0, copied: 0, recopied: 0, repaired: 0, deleted: 0, chunked: 0, overflows: 0 };
@@ -444,10 +445,13 @@ export class ScanSync {
         try {
           await this.subscribe(true);
         } catch (e) {
-          o.logger.warn({ shard: this.name, err: (e as Error).message }, 'could not subscribe again; retrying');
+          // Logged on the 1st, 2nd, 4th, 8th... failure in a row, not twice a second.
+          const n = ++this.resubscribeFailures;
+          if ((n & (n - 1)) === 0) o.logger.warn({ shard: this.name, failures: n, err: (e as Error).message }, 'could not subscribe again; retrying');
           this.subscriptionGone = reason;
           continue;
         }
+        this.resubscribeFailures = 0;
         o.convergence.require(`the keyspace subscription to ${this.name} was lost (${reason})`);
       }
       await this.readCommandStats();
