@@ -6,6 +6,7 @@
  * TTLs are an hour or more: nothing expires while a test compares.
  */
 import type { RedisServer } from './redis-server.js';
+import { prng } from './dataset.js';
 
 export interface MixedLoadOptions {
   durationMs: number;
@@ -26,16 +27,6 @@ export interface MixedLoadResult {
   commands: number;
   pipelines: number;
   errors: number;
-}
-
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 0x2545f491;
-  return () => {
-    x = (x ^ (x << 13)) >>> 0;
-    x = (x ^ (x >>> 17)) >>> 0;
-    x = (x ^ (x << 5)) >>> 0;
-    return x / 0x1_0000_0000;
-  };
 }
 
 const LUA = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('RPUSH', KEYS[2], ARGV[1]); return redis.call('INCR', KEYS[3])";
