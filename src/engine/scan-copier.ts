@@ -217,11 +217,15 @@ export class KeyCopier {
     for (const f of w) f();
   }
 
-  /** Copies one key now (scan, repair); resolves once it has started (back-pressure). */
-  async copy(db: number, key: Buffer, origin: 'scan' | 'repair'): Promise<void> {
-    if (this.o.dbs.placement(db) === null) return;
-    if (!this.hasRoom) await this.waitForRoom();
-    if (this.stopped) return;
+  /** Copies one key (scan, repair); returns a promise only when it must wait for room (back-pressure). */
+  copy(db: number, key: Buffer, origin: 'scan' | 'repair'): void | Promise<void> {
+    // No promise on the hot path (a million keys): only when the copier must wait for room.
+    if (this.hasRoom || this.stopped) return this.copyNow(db, key, origin);
+    return this.waitForRoom().then(() => this.copyNow(db, key, origin));
+  }
+
+  private copyNow(db: number, key: Buffer, origin: 'scan' | 'repair'): void {
+    if (this.stopped || this.o.dbs.placement(db) === null) return;
     if (origin === 'scan') this.counts.scanned++;
     const id = idOf(db, key);
     const f = this.inflight.get(id);

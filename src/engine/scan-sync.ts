@@ -365,7 +365,8 @@ export class ScanSync {
       await this.reader!.scan(db, async (keys) => {
         for (const key of keys) {
           if (this.sourceError) throw this.sourceError;
-          await copier.copy(db, key, 'scan');
+          const wait = copier.copy(db, key, 'scan');
+          if (wait) await wait;
         }
       }, signal);
     };
