@@ -41,6 +41,7 @@ migrate
   .option('--checkpoint <name>', 'exactly-once across restarts: keep checkpoints on the target under __ferry:checkpoint:<name>:*; a later run with the same name resumes from them')
   .option('--on-write-error <policy>', 'a write the target refuses for good: skip (log, count, go on; exit 2 at the end) or fail (stop at once)', 'skip')
   .option('--log-level <level>', 'JSON log lines on stderr: error, warn, info, debug (default: warnings, without repeating the final error)')
+  .option('--source-mode <mode>', 'auto: PSYNC, or scan when the source refuses it; psync; scan: SCAN + DUMP and keyspace notifications', 'auto')
   .action(async (opts) => {
     const { migrateCommand } = await import('./cli/migrate.js');
     process.exitCode = await migrateCommand(opts);

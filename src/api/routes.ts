@@ -194,6 +194,7 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
       write_error_policy?: 'fail' | 'skip' | null;
       drop_flush?: boolean | null;
       target_conflict?: 'fail' | 'replace' | 'purge-first' | null;
+      source_mode?: 'auto' | 'psync' | 'scan' | null;
     };
     const source = await resolveEndpoint(req.projectId, 'source_instance', b.source_instance);
     const target = await resolveEndpoint(req.projectId, 'target_instance', b.target_instance);
@@ -214,6 +215,8 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
         writeErrorPolicy: b.write_error_policy ?? 'fail',
         dropFlush: b.drop_flush ?? false,
         targetConflict: b.target_conflict ?? 'fail',
+        // Extension: how the source is read (scan mode for sources that refuse PSYNC).
+        sourceMode: b.source_mode ?? 'auto',
       }),
     );
     return { id: started.id, name: started.name, status: started.status, error: '' };

@@ -155,6 +155,8 @@ const taskDetail = {
     created_at: str, updated_at: str, released_at: str, version: str, resume_mode: str, supported_features: { type: 'array', items: str },
     tenant_vpc_id: str, tenant_subnet_id: str, tenant_security_group_id: str, bandwidth_limit_mb: str, task_status: str,
     error: str, error_message: strOrNull,
+    source_mode: { ...ext, type: 'string', description: 'The source mode asked for: auto, psync or scan.' },
+    source_mode_running: { ...ext, type: ['object', 'null'], description: 'The mode the migration runs in (psync or scan) and why.', properties: { mode: str, reason: strOrNull } },
   },
 };
 
@@ -232,6 +234,11 @@ export const schemas = {
           ...ext,
           enum: [...TARGET_CONFLICTS, null],
           description: 'Keys already on the target before the full sync: fail (default: the task fails naming how many keys in which dbs), replace (write over them), purge-first (empty the target first).',
+        },
+        source_mode: {
+          ...ext,
+          enum: ['auto', 'psync', 'scan', null],
+          description: 'How the source is read: auto (default: PSYNC, or scan when the source refuses it), psync, scan (SCAN + DUMP and keyspace notifications).',
         },
       },
     },

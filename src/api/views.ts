@@ -83,6 +83,9 @@ export function taskDetail(t: Task): Record<string, unknown> {
     task_status: '',
     error: t.error ?? '',
     error_message: t.error,
+    // Ferry extensions: the source mode asked for, and the one running (and why).
+    source_mode: t.sourceMode ?? 'auto',
+    source_mode_running: t.stats?.sourceMode ?? null,
   };
 }
 

@@ -31,6 +31,7 @@ export interface MigrateCommandOptions {
   sourcePasswordFile?: string;
   targetPasswordFile?: string;
   targetConflict?: string;
+  sourceMode?: string;
 }
 
 const METHODS: Record<string, MigrationMethod> = {
@@ -56,6 +57,11 @@ export function parseTargetConflict(text: string | undefined): TargetConflictPol
   if (text === undefined) return 'fail';
   if ((TARGET_CONFLICT_POLICIES as readonly string[]).includes(text)) return text as TargetConflictPolicy;
   throw new Error(`invalid --target-conflict "${text}": use fail, replace or purge-first`);
+}
+
+function parseSourceMode(text: string | undefined): 'auto' | 'psync' | 'scan' {
+  if (text === undefined || text === 'auto' || text === 'psync' || text === 'scan') return text ?? 'auto';
+  throw new Error(`invalid --source-mode "${text}": use auto, psync or scan`);
 }
 
 function parseResume(text: string | undefined): 'auto' | 'manual' {
@@ -108,6 +114,7 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     checkpointKey: opts.checkpoint ? `__ferry:checkpoint:${opts.checkpoint}` : undefined,
     writeErrorPolicy,
     targetConflict,
+    sourceMode: parseSourceMode(opts.sourceMode),
   });
 
   const startedAt = Date.now();

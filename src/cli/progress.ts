@@ -37,6 +37,8 @@ export function progressLine(p: MigrationProgress, now = Date.now()): string {
   }
   if (p.phase === 'incremental') {
     const st = p.stream;
+    // Scan mode's lag counts keys waiting to be copied (0: converged).
+    if (p.sourceMode?.mode === 'scan') return `incremental (scan)  lag ${st.lagBytes ?? '?'} keys  ${st.commandsForwarded.toLocaleString('en-US')} keys copied${errors}`;
     const lag = st.lagBytes === null ? 'lag ?' : `lag ${formatBytes(st.lagBytes)} (${(st.lagSeconds ?? 0).toFixed(1)} s)`;
     return `incremental  ${lag}  applied offset ${st.appliedOffset}  ${st.commandsForwarded.toLocaleString('en-US')} commands${errors}`;
   }

@@ -24,6 +24,8 @@ import { StandaloneStreamBackend } from './stream/standalone-backend.js';
 import { StreamApplier } from './stream/stream-applier.js';
 import { PreflightError, preflight, type TargetConflictPolicy } from './preflight.js';
 import { watchSwitchMaster } from '../source/sentinel-watch.js';
+import { SyncRefusedError } from '../source/replica-link.js';
+import { ScanConvergence, ScanSync } from './scan-sync.js';
 
 export type MigrationMethod = 'full' | 'incremental';
 
@@ -81,6 +83,12 @@ export interface MigrationOptions {
    * callers, CLI and service, always say). Source and target being one server is refused always.
    */
   targetConflict?: TargetConflictPolicy;
+  /**
+   * How the source is read: 'psync' joins it as a replica; 'scan' copies keys with SCAN + DUMP
+   * and follows keyspace notifications (sources that refuse replication); 'auto' (the default)
+   * uses PSYNC and falls back to scan when the source refuses it.
+   */
+  sourceMode?: 'auto' | 'psync' | 'scan';
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
@@ -98,7 +106,10 @@ export class Migration extends EventEmitter {
   private phase: MigrationPhase = 'connecting';
   private readonly snapshot = emptySnapshotStats();
   private readonly errors: WriteErrorLog;
-  private shards: ShardSync[] = [];
+  private shards: (ShardSync | ScanSync)[] = [];
+  /** Why the shards run in scan mode; null: PSYNC. */
+  private scanReason: string | null = null;
+  private convergence: ScanConvergence | null = null;
   private monitors: Monitor[] = [];
   private target: OpenedTarget | null = null;
   private flow: FlowControl | null = null;
@@ -127,6 +138,7 @@ export class Migration extends EventEmitter {
     this.throttle = new Throttle(options.bandwidthLimitMb ?? null);
     this.refusals = new TargetRefusals({ errors: this.errors, retryPassing: options.resumeMode === 'auto', writeErrorPolicy: options.writeErrorPolicy ?? 'skip' });
     if (options.checkpointKey !== undefined) checkNameOfCheckpoint(options.checkpointKey);
+    if (options.sourceMode === 'scan') this.scanReason = 'source mode scan was asked for';
   }
 
   /** Switches between reconnecting forever (auto) and failing on the first loss (manual). */
@@ -144,7 +156,7 @@ export class Migration extends EventEmitter {
   }
 
   progress(): MigrationProgress {
-    const shards: ShardProgress[] = this.shards.map((s) => ({ source: s.name, phase: s.phase, replid: s.replid, checkpoint: s.checkpoint(), stream: { ...s.stream }, reconnects: s.reconnects, fullResyncs: s.fullResyncs }));
+    const shards: ShardProgress[] = this.shards.map((s) => ({ source: s.name, phase: s.phase, replid: s.replid, checkpoint: s.checkpoint(), stream: { ...s.stream }, reconnects: s.reconnects, fullResyncs: s.fullResyncs, ...(s instanceof ScanSync ? s.modeProgress() : { mode: 'psync' as const }) }));
     this.snapshot.bytesRead = this.shards.reduce((n, s) => n + s.bytesReceived, 0);
     const totals = this.shards.length === 1 ? { ...this.shards[0]!.stream } : sumStreams(this.shards.map((s) => s.stream));
     const known = this.shards.map((s) => s.snapshotBytesTotal);
@@ -160,6 +172,7 @@ export class Migration extends EventEmitter {
       fullResyncs: this.shards.reduce((n, s) => n + s.fullResyncs, 0),
       errors: { count: this.errors.count, byCode: this.errors.countsByCode(), recent: [...this.errors.recent], retriedByCode: this.refusals.retriedCounts() },
       failure: this.failure,
+      sourceMode: { mode: this.scanReason === null ? 'psync' : 'scan', reason: this.scanReason },
     };
   }
 
@@ -182,6 +195,12 @@ export class Migration extends EventEmitter {
         return await this.runOnce(attempt > 1);
       } catch (e) {
         const reason = e instanceof Error ? e.message : String(e);
+        if (e instanceof SyncRefusedError && (this.options.sourceMode ?? 'auto') === 'auto' && this.scanReason === null && !this.stopRequested) {
+          this.scanReason = `the source refuses replication (${reason})`;
+          logger.warn({ reason }, 'the source refuses SYNC/PSYNC: falling back to scan mode (source mode auto)');
+          this.shards = [];
+          continue;
+        }
         if (this.stopRequested && /stopped before start/.test(reason)) {
           this.setPhase('stopped');
           return this.progress();
@@ -272,6 +291,7 @@ export class Migration extends EventEmitter {
         s.run().catch((e: Error) => {
           // One shard failing ends the migration: stop the others, report this one.
           for (const other of this.shards) if (other !== s) other.stop();
+          if (e instanceof SyncRefusedError) throw e;
           throw new Error(this.shards.length > 1 ? `shard ${s.name}: ${e.message}` : e.message);
         }),
       );
@@ -352,8 +372,13 @@ export class Migration extends EventEmitter {
     await removeCheckpoints(target, this.options.checkpointKey, masters.length);
   }
 
-  private makeShard(master: Endpoint, index: number, target: OpenedTarget, flow: FlowControl, dbs: DbMapper, purge: () => Promise<void>, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync {
+  private makeShard(master: Endpoint, index: number, target: OpenedTarget, flow: FlowControl, dbs: DbMapper, purge: () => Promise<void>, resumeFrom: Checkpoint | null, locate: () => Promise<Endpoint>, priorWrites: boolean): ShardSync | ScanSync {
     const o = this.options;
+    if (this.scanReason !== null) {
+      if (index === 0) this.convergence = new ScanConvergence({ source: list(o.source), target: list(o.target), targetHandle: target, dbs: o.dbs, logger: o.logger, errors: this.errors });
+      const reason = this.scanReason;
+      return new ScanSync({ source: master, target, method: o.method, dbs, errors: this.errors, refusals: this.refusals, flow, snapshot: this.snapshot, logger: o.logger, rewriteAlways: o.rewrite === 'always', maxPayloadBytes: o.maxPayloadBytes, resumeMode: o.resumeMode ?? 'manual', throttle: this.throttle, convergence: this.convergence!, reason });
+    }
     const checkpointKey = this.checkpointKeyOf(index);
     let shard: ShardSync | null = null;
     const replid = (): string | null => shard?.replid ?? null;

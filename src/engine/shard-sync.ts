@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { describeEndpoint, type Endpoint } from '../common/endpoint.js';
 import { restorableOn } from '../rdb/dump.js';
 import type { StreamCommand } from '../resp/command-stream.js';
-import { ReplicaLink, TransientSourceError, type SyncStart } from '../source/replica-link.js';
+import { ReplicaLink, SyncRefusedError, TransientSourceError, type SyncStart } from '../source/replica-link.js';
 import type { Target } from '../target/target.js';
 import type { FlowControl } from '../target/flow-control.js';
 import type { Throttle } from '../source/throttle.js';
@@ -143,9 +143,10 @@ export class ShardSync {
       } catch (e) {
         if (this.stopRequested) return;
         const transient = e instanceof TransientSourceError;
-        const reconnect = transient || (o.resumeMode === 'auto' && !(e instanceof FatalShardError));
+        const reconnect = transient || (o.resumeMode === 'auto' && !(e instanceof FatalShardError) && !(e instanceof SyncRefusedError));
         if (!reconnect) {
           this.setPhase('failed');
+          if (e instanceof SyncRefusedError) throw e; // auto source mode falls back to scan on it
           throw await this.diagnose(e as Error);
         }
         if (this.sink) await this.sink.interrupted(this.abandonOnStop).catch(() => undefined);

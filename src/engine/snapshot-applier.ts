@@ -92,17 +92,21 @@ export class SnapshotApplier {
     });
   }
 
-  apply(entry: RdbEntry): void | Promise<void> {
+  /**
+   * `done` (whole keys and key-end only) is called once the key's last write is answered, or at
+   * once when the key is skipped: scan mode orders the copies of one key by it.
+   */
+  apply(entry: RdbEntry, done?: (error: string | null) => void): void | Promise<void> {
     switch (entry.kind) {
       case 'key':
-        return this.restore(entry);
+        return this.restore(entry, done);
       case 'key-begin':
         return this.beginRewrite(entry);
       case 'key-chunk':
         if (this.skippingKey || !this.rewriter) return;
         return this.sendRewrite(this.rewriter.chunk(entry.chunk), this.rewriter.key);
       case 'key-end':
-        return this.endRewrite();
+        return this.endRewrite(done);
       case 'function':
         this.stats.functions++;
         return this.serverWide(['FUNCTION', 'LOAD', 'REPLACE', entry.code], 'FUNCTION LOAD');
@@ -132,16 +136,16 @@ export class SnapshotApplier {
     return header.expireAtMs !== null && header.expireAtMs <= this.now();
   }
 
-  private restore(entry: WholeKeyEntry): void | Promise<void> {
+  private restore(entry: WholeKeyEntry, done?: (error: string | null) => void): void | Promise<void> {
     this.stats.keys++;
     if (this.isExpired(entry)) {
       this.stats.expiredSkipped++;
-      return;
+      return done?.(null);
     }
     const place = this.dbs.placement(entry.db);
     if (place === null) {
       this.stats.filtered++;
-      return;
+      return done?.(null);
     }
     const db = place.db;
     const info = this.target.info;
@@ -169,6 +173,7 @@ export class SnapshotApplier {
         this.countType(logical);
       }
       this.ended(command.length);
+      done?.(error);
     });
     return this.flow.room();
   }
@@ -203,20 +208,25 @@ export class SnapshotApplier {
     return this.sendRewrite(this.rewriter.begin(), key);
   }
 
-  private endRewrite(): void | Promise<void> {
+  private endRewrite(done?: (error: string | null) => void): void | Promise<void> {
     const rewriter = this.rewriter;
     this.rewriter = null;
     if (this.skippingKey || !rewriter) {
       this.skippingKey = false;
-      return;
+      return done?.(null);
     }
     if (rewriter.failure !== null) this.errors.record(this.rewriteDb, rewriter.key, 'rewrite', rewriter.failure);
     const commands = rewriter.end();
     const db = this.rewriteDb;
     const logical = this.rewriteType;
+    let lastError: string | null = null;
+    let applied = false;
+    const finished = (): void => done?.(applied ? (lastError ?? rewriter.failure) : 'the target refused the rebuilt key (reported)');
     return this.sendRewrite(commands, rewriter.key, (replies) => {
-      if (rewriter.failure !== null) return;
+      applied = true;
       const last = replies[replies.length - 1];
+      if (last instanceof Error) lastError = last.message;
+      if (rewriter.failure !== null) return;
       if (last instanceof Error) return; // reported with its key already
       // RENAMENX answers 0 when the name is taken: a key of another merged database.
       if (rewriter.renamedWith === 'RENAMENX' && last === 0) {
@@ -225,17 +235,25 @@ export class SnapshotApplier {
         this.stats.rewritten++;
         this.countType(logical);
       }
-    });
+    }, finished);
   }
 
   /** A group of a rebuilt key's commands, in order behind the key's earlier groups. */
-  private sendRewrite(commands: Command[], key: Buffer, replies?: (replies: readonly Reply[]) => void): void | Promise<void> {
-    if (commands.length === 0) return;
+  private sendRewrite(commands: Command[], key: Buffer, replies?: (replies: readonly Reply[]) => void, finished?: () => void): void | Promise<void> {
+    if (commands.length === 0) return finished?.();
     const db = this.rewriteDb;
     const writes = commands.map((command) => ({ db, encoded: encodeCommand(command), name: String(command[0]).toUpperCase(), key }));
     const bytes = writes.reduce((n, w) => n + w.encoded.length, 0);
     this.began(bytes);
-    this.rewriteChannel!.add({ writes, tag: null, replies, done: () => this.ended(bytes) });
+    this.rewriteChannel!.add({
+      writes,
+      tag: null,
+      replies,
+      done: () => {
+        this.ended(bytes);
+        finished?.();
+      },
+    });
     return this.flow.room();
   }
 

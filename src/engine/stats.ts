@@ -64,6 +64,48 @@ export interface ShardProgress {
   stream: StreamStats;
   reconnects: number;
   fullResyncs: number;
+  /** How this shard reads its source: replication (psync) or keyspace scans (scan). */
+  mode?: SourceMode;
+  /** Why scan mode runs (asked for, or the source's refusal of PSYNC). */
+  modeReason?: string;
+  /** Scan mode only. */
+  scan?: ScanStats;
+}
+
+export type SourceMode = 'psync' | 'scan';
+
+/** One verify-and-repair round of scan mode. */
+export interface RepairRound {
+  round: number;
+  /** Why it ran: the first after the full phase, a lost subscription, FLUSHDB seen... */
+  reason: string;
+  startedAt: number;
+  finishedAt: number | null;
+  keysChecked: number;
+  /** Keys that differed and were not already waiting to be copied: re-copied (or deleted). */
+  found: number;
+}
+
+/** Scan mode's counters (lag is stream.lagBytes: keys waiting to be copied). */
+export interface ScanStats {
+  keysScanned: number;
+  keysCopied: number;
+  /** Copies caused by keyspace notifications. */
+  keysRecopied: number;
+  /** Copies caused by repair rounds. */
+  keysRepaired: number;
+  keysDeleted: number;
+  /** Keys read with type commands (too big for one DUMP, not restorable, or DUMP refused). */
+  keysChunked: number;
+  notifications: number;
+  /** Keys queued (changed, not yet copied) and being copied. */
+  keysWaiting: number;
+  dirtyOverflows: number;
+  subscriptionLosses: number;
+  /** notify-keyspace-events: enabled by Ferry (restored at the end), already set, or unknown. */
+  notificationSetup: 'enabled' | 'already' | 'unknown' | 'off';
+  /** The last rounds, oldest first. */
+  rounds: RepairRound[];
 }
 
 /** A point-in-time view of a migration, for the CLI, the JSON output and (later) the API. */
@@ -80,6 +122,8 @@ export interface MigrationProgress {
   fullResyncs: number;
   errors: WriteErrorsView;
   failure: string | null;
+  /** The mode the shards run in, and why (source mode auto falls back to scan on a refused PSYNC). */
+  sourceMode?: { mode: SourceMode; reason: string | null };
 }
 
 export function emptySnapshotStats(): SnapshotStats {

@@ -42,7 +42,7 @@ export interface RdbParserOptions {
 
 export type RdbMagic = 'REDIS' | 'VALKEY';
 
-const LOGICAL: Record<number, LogicalType> = {
+export const LOGICAL: Record<number, LogicalType> = {
   [RdbType.STRING]: 'string',
   [RdbType.LIST]: 'list',
   [RdbType.LIST_ZIPLIST]: 'list',

@@ -13,6 +13,15 @@ export class TransientSourceError extends Error {
   override readonly name = 'TransientSourceError';
 }
 
+/**
+ * The source will not act as a master for us: SYNC/PSYNC unknown, renamed or forbidden (NOPERM),
+ * or a proxy's refusal (managed services, twemproxy, Codis). Reconnecting cannot help; in
+ * source mode `auto` the migration falls back to scan mode.
+ */
+export class SyncRefusedError extends Error {
+  override readonly name = 'SyncRefusedError';
+}
+
 /** How the source agreed to feed us, from its reply to PSYNC. */
 export type SyncStart =
   | { mode: 'full'; replid: string; offset: number; framing: 'disk' | 'diskless'; snapshotBytes: number | null }
@@ -162,7 +171,10 @@ export class ReplicaLink {
     await this.request(reader, ['REPLCONF', 'capa', 'eof', 'capa', 'psync2']);
 
     const resume = this.options.resumeFrom;
-    const reply = await this.request(reader, resume ? ['PSYNC', resume.replid, resume.offset + 1] : ['PSYNC', '?', -1]);
+    const reply = await this.request(reader, resume ? ['PSYNC', resume.replid, resume.offset + 1] : ['PSYNC', '?', -1]).catch((e: Error) => {
+      // Proxies that do not speak replication (twemproxy and the like) hang up on PSYNC.
+      throw this.closedByUs ? e : new SyncRefusedError(`source ${where} closed the connection on PSYNC: ${e.message}`);
+    });
     if (reply.startsWith('+FULLRESYNC')) {
       const [, replid, offset] = reply.split(' ');
       if (!replid || replid.length !== 40 || offset === undefined || !/^\d+$/.test(offset)) {
@@ -175,7 +187,10 @@ export class ReplicaLink {
       const replid = reply.split(' ')[1] ?? resume.replid;
       return { mode: 'continue', replid, offset: resume.offset };
     }
-    if (reply.startsWith('-')) throw classify(`source ${where} refused PSYNC: ${reply.slice(1)}`, reply);
+    if (reply.startsWith('-')) {
+      const error = classify(`source ${where} refused PSYNC: ${reply.slice(1)}`, reply);
+      throw error instanceof TransientSourceError ? error : new SyncRefusedError(error.message);
+    }
     throw new Error(`source ${where}: unexpected PSYNC reply: ${reply.slice(0, 200)}`);
   }
 

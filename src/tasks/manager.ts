@@ -100,6 +100,7 @@ export interface ConfigureInput {
   writeErrorPolicy: 'fail' | 'skip';
   dropFlush?: boolean;
   targetConflict?: 'fail' | 'replace' | 'purge-first';
+  sourceMode?: 'auto' | 'psync' | 'scan';
   method: MigrationMethodName;
   resumeMode: ResumeMode;
   bandwidthLimitMb: number | null;
@@ -164,6 +165,7 @@ export class TaskManager {
       targetConflict: input.targetConflict ?? 'fail',
       startedAt: new Date().toISOString(),
       connectedAt: null,
+      sourceMode: input.sourceMode ?? 'auto',
       source: input.source,
       target: input.target,
       error: null,
@@ -391,6 +393,7 @@ export class TaskManager {
         addressPolicy: this.options.workerPolicy?.(task),
         // The task's own record, not a key on the target, says whether it has written before.
         priorWrites: !!task.connectedAt,
+        sourceMode: task.sourceMode ?? 'auto',
       },
       (m) => void this.onWorkerMessage(task.id, m),
     );
@@ -641,6 +644,7 @@ export class TaskManager {
       writeErrors: p.errors.count,
       reconnects: running.restarts + p.reconnects,
       checkpoint: p.checkpoint,
+      sourceMode: p.sourceMode ?? null,
     };
   }
 

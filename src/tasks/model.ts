@@ -49,6 +49,8 @@ export interface TaskStats {
   reconnects: number;
   /** Resume point (replid, applied offset, db), when the stream phase has begun. */
   checkpoint: { replid: string; appliedOffset: number; db: number } | null;
+  /** The mode the migration runs in and why (scan mode: the source refuses PSYNC, or it was asked for). */
+  sourceMode?: { mode: 'psync' | 'scan'; reason: string | null } | null;
 }
 
 /** What a backup-file import reads (DCS `backup_files`). */
@@ -115,6 +117,8 @@ export interface Task {
    * would break exactly-once).
    */
   workerPid?: number | null;
+  /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
+  sourceMode?: 'auto' | 'psync' | 'scan';
 }
 
 export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';

@@ -33,6 +33,8 @@ export interface WorkerStart {
    * meanwhile do not survive.
    */
   priorWrites?: boolean;
+  /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
+  sourceMode?: 'auto' | 'psync' | 'scan';
 }
 
 /** The task ended for good (deleted): remove its checkpoints from the target, then exit. */

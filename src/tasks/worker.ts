@@ -78,6 +78,7 @@ async function run(start: WorkerStart): Promise<void> {
     resumeMode: start.resumeMode,
     bandwidthLimitMb: start.bandwidthLimitMb,
     writeErrorPolicy: start.writeErrorPolicy,
+    sourceMode: start.sourceMode ?? 'auto',
     // A worker killed mid-stream is started again by the service: it resumes from here.
     checkpointKey: `__ferry:checkpoint:${start.taskId}`,
     priorWrites: start.priorWrites,

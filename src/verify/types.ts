@@ -54,6 +54,12 @@ export interface VerifyOptions {
   maxReported?: number;
   onProgress?: (p: VerifyProgress) => void;
   signal?: AbortSignal;
+  /**
+   * Called (and awaited) for each difference found in round 1, as it is found, with the source
+   * key it concerns (null for a target key no source db accounts for, and for libraries):
+   * scan mode's repair rounds re-copy those keys. Not bounded by maxReported or the re-check limit.
+   */
+  onDifference?: (d: Difference, source: { db: number; key: Buffer } | null) => void | Promise<void>;
 }
 
 export interface VerifyReport {

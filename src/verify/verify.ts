@@ -82,6 +82,7 @@ interface Settings {
   maxReported: number;
   onProgress: ((p: VerifyProgress) => void) | undefined;
   signal: AbortSignal | undefined;
+  onDifference: VerifyOptions['onDifference'];
 }
 
 function zeroCounts(): Record<DifferenceKind, number> {
@@ -107,6 +108,7 @@ export async function verifyDeployments(opts: VerifyOptions): Promise<VerifyRepo
     maxReported: Math.max(0, Math.floor(opts.maxReported ?? DEFAULT_MAX_REPORTED)),
     onProgress: opts.onProgress,
     signal: opts.signal,
+    onDifference: opts.onDifference,
   };
   const sides = await Promise.allSettled([Side.open('source', opts.source), Side.open('target', opts.target)]);
   const [src, tgt] = sides;
@@ -175,6 +177,7 @@ class Run {
     await this.targetPass();
     this.setPhase('functions');
     this.functionDiffs = await compareFunctions(this.source, this.target);
+    for (const d of this.functionDiffs) await this.o.onDifference?.(d, null);
     for (let r = 2; r <= this.o.rounds; r++) {
       if (this.pending.size === 0 && this.functionDiffs.length === 0) break;
       this.round = r;
@@ -227,6 +230,7 @@ class Run {
             const diffs = await this.comparePair(sdb, skey);
             this.keysChecked++;
             if (diffs.length > 0) this.note({ kind: 'pair', sdb, skey: Buffer.from(skey) }, diffs);
+            if (diffs.length > 0) await this.found(diffs, { db: sdb, key: skey });
           }),
         ),
       );
@@ -287,6 +291,7 @@ class Run {
           : `the name starts with no prefix of the source dbs mapped to target db ${tdb}`;
       const diffs = await this.targetOnly(tdb, tkey, why);
       if (diffs.length > 0 && this.note({ kind: 'target', tdb, tkey: Buffer.from(tkey), why }, diffs)) this.keysChecked++;
+      if (diffs.length > 0) await this.found(diffs, null);
       return;
     }
     const skeys = cands.map((c) => (c.prefix === null ? tkey : tkey.subarray(c.prefix.length)));
@@ -311,6 +316,13 @@ class Run {
     if (this.pending.has(refId(ref))) return;
     const diffs = await this.comparePair(first.sdb, ref.skey);
     if (diffs.length > 0 && this.note(ref, diffs)) this.keysChecked++;
+    if (diffs.length > 0) await this.found(diffs, { db: first.sdb, key: ref.skey });
+  }
+
+  /** Round 1 differences, to the caller as they are found (onDifference). */
+  private async found(diffs: Difference[], source: { db: number; key: Buffer } | null): Promise<void> {
+    const cb = this.o.onDifference;
+    if (cb) for (const d of diffs) await cb(d, source);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -479,7 +479,7 @@ export interface LiveWriteResult {
 }
 
 /** xorshift32: deterministic and good enough to pick keys and ops. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let x = seed >>> 0 || 0x2545f491;
   return () => {
     x = (x ^ (x << 13)) >>> 0;
