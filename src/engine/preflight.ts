@@ -41,7 +41,7 @@ function field(info: string, name: string): string | null {
 
 async function facts(e: Endpoint, nodeId: string | null, wantKeys: boolean): Promise<NodeFacts> {
   const where = describeEndpoint(e);
-  const c = await RedisConnection.connect({ host: e.host, port: e.port, user: e.user, password: e.password, name: 'ferry-preflight', connectTimeoutMs: 5000 });
+  const c = await RedisConnection.connect({ host: e.host, port: e.port, user: e.user, password: e.password, tls: e.tls, name: 'ferry-preflight', connectTimeoutMs: 5000 });
   try {
     const text = async (args: string[]): Promise<string | null> => {
       const r = await c.call(args).catch(() => null);
