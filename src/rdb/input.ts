@@ -11,6 +11,12 @@ export class CaptureOverflow extends Error {}
 const EMPTY = Buffer.alloc(0);
 /** How much of the next chunk is copied to join a read that straddles two chunks. */
 const BRIDGE_BYTES = 4096;
+/**
+ * A read this big that the window cannot satisfy gets one buffer of its own length, filled as
+ * chunks arrive: joining the growing rest with each new chunk instead would copy a 32 MiB value
+ * about 8 GiB in 64 KiB chunks.
+ */
+const LARGE_READ = 256 * 1024;
 
 /**
  * The parser's view of a snapshot arriving in chunks.
@@ -37,6 +43,11 @@ export class RdbInput {
   private readonly crc = new Crc64();
   /** Absolute offset up to which the CRC has been computed. */
   private crcPos = 0;
+
+  /** A large read being assembled (see LARGE_READ): its buffer and how much of it is filled. */
+  private large: { buf: Buffer; filled: number; needed: number } | null = null;
+  /** Bytes copied to join reads across chunks (for tests: it must stay linear in the input). */
+  bytesCopied = 0;
 
   private capturing = false;
   private captureStart = 0; // index in buf
@@ -66,7 +77,7 @@ export class RdbInput {
 
   /** Bytes pushed but not yet consumed. */
   get buffered(): number {
-    return this.buf.length - this.pos + this.queuedBytes;
+    return this.buf.length - this.pos + this.queuedBytes + (this.large?.filled ?? 0);
   }
 
   avail(): number {
@@ -81,7 +92,7 @@ export class RdbInput {
         continue;
       }
       if (this.ended) {
-        throw new RdbError(this.offset, what, `input ends ${this.avail()} bytes later, ${n} needed`);
+        throw new RdbError(this.offset, what, `input ends ${this.avail() + (this.large?.filled ?? 0)} bytes later, ${n} needed`);
       }
       yield NEED_DATA;
     }
@@ -107,6 +118,7 @@ export class RdbInput {
    * needs (at least a few KB): copying whole chunks would copy the entire stream once more.
    */
   private advanceWindow(needed: number): void {
+    if (this.large) return this.fillLarge();
     this.checksumConsumed();
     if (this.capturing) {
       if (this.pos > this.captureStart) {
@@ -117,6 +129,7 @@ export class RdbInput {
     }
     const rest = this.buf.length - this.pos;
     const next = this.queue[0]!;
+    if (needed >= LARGE_READ && needed - rest > next.length) return this.startLarge(needed, rest);
     let joined: Buffer;
     if (rest === 0) {
       joined = next;
@@ -124,6 +137,7 @@ export class RdbInput {
     } else {
       const take = Math.min(next.length, Math.max(needed - rest, BRIDGE_BYTES));
       joined = Buffer.concat([this.buf.subarray(this.pos), next.subarray(0, take)]);
+      this.bytesCopied += joined.length;
       if (take === next.length) this.queue.shift();
       else this.queue[0] = next.subarray(take);
     }
@@ -132,6 +146,44 @@ export class RdbInput {
     this.buf = joined;
     this.pos = 0;
     if (this.capturing && this.captureBytes > this.captureLimit) throw new CaptureOverflow();
+  }
+
+  /**
+   * Starts assembling a read of `needed` bytes in one buffer of that size (plus a little, so the
+   * next small reads are there too): the unread rest first, then chunks as they come. The window
+   * stays empty meanwhile; the read position (offset) stays where it was.
+   */
+  private startLarge(needed: number, rest: number): void {
+    // A capture this read would push past its limit: stop capturing now (the parser rewinds and
+    // streams the key) rather than assemble bytes the capture cannot keep.
+    if (this.capturing && this.captureBytes + needed > this.captureLimit) throw new CaptureOverflow();
+    const buf = Buffer.allocUnsafe(needed + BRIDGE_BYTES);
+    this.buf.copy(buf, 0, this.pos);
+    this.bytesCopied += rest;
+    this.base += this.pos;
+    this.buf = EMPTY;
+    this.pos = 0;
+    this.large = { buf, filled: rest, needed };
+    this.fillLarge();
+  }
+
+  private fillLarge(): void {
+    const large = this.large!;
+    while (this.queue.length > 0 && large.filled < large.buf.length) {
+      const next = this.queue[0]!;
+      const take = Math.min(next.length, large.buf.length - large.filled);
+      next.copy(large.buf, large.filled, 0, take);
+      large.filled += take;
+      this.bytesCopied += take;
+      this.queuedBytes -= take;
+      if (take === next.length) this.queue.shift();
+      else this.queue[0] = next.subarray(take);
+    }
+    if (large.filled >= large.needed) {
+      this.large = null;
+      this.buf = large.buf.subarray(0, large.filled);
+      this.pos = 0;
+    }
   }
 
   /** Feed the bytes consumed so far (and not yet checksummed) into the CRC. */
@@ -195,6 +247,8 @@ export class RdbInput {
   takeRest(): Buffer[] {
     const rest: Buffer[] = [];
     if (this.pos < this.buf.length) rest.push(this.buf.subarray(this.pos));
+    if (this.large) rest.push(this.large.buf.subarray(0, this.large.filled));
+    this.large = null;
     rest.push(...this.queue);
     this.base += this.buf.length;
     this.buf = EMPTY;

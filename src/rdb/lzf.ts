@@ -90,3 +90,100 @@ function truncatedRef(at: number): Error {
 function overflow(at: number, wouldBe: number, expected: number): Error {
   return new Error(`LZF: output overflow at input byte ${at} (${wouldBe} > expected ${expected} bytes)`);
 }
+
+/**
+ * LZF decompression in bounded pieces, for strings too big to hold whole (a 512 MB value on the
+ * rebuild path): compressed input is pushed as it arrives, and decompressed output comes out in
+ * pieces of at most `pieceBytes`. Back-references reach at most 8 KiB back, so only that much
+ * history is kept between pieces. A token cut by a push boundary waits for the next push.
+ */
+export class LzfStream {
+  /** History (up to MAX_REF_DIST bytes) followed by the piece being filled. */
+  private window: Buffer;
+  /** Where the current piece starts in `window` (after the history). */
+  private start = 0;
+  private op = 0;
+  /** Bytes of a token cut by the end of a push (at most a control byte, 2 more, and a literal run). */
+  private carry: Buffer = Buffer.alloc(0);
+  /** Output produced so far, and input consumed (for error messages). */
+  private produced = 0;
+  private consumed = 0;
+
+  constructor(
+    private readonly expectedLength: number,
+    private readonly pieceBytes = 1 << 20,
+  ) {
+    if (!Number.isSafeInteger(expectedLength) || expectedLength < 0) throw new Error(`LZF: invalid expected length ${expectedLength}`);
+    this.window = Buffer.allocUnsafe(MAX_REF_DIST + pieceBytes + MAX_REF_LEN + MAX_LITERAL_RUN);
+  }
+
+  /** Decompresses `input`; calls `piece` with each full piece of output (a copy it may keep). */
+  push(input: Buffer, piece: (out: Buffer) => void): void {
+    let src = input;
+    if (this.carry.length > 0) {
+      src = Buffer.concat([this.carry, input]);
+      this.carry = Buffer.alloc(0);
+    }
+    const end = src.length;
+    let ip = 0;
+    const w = this.window;
+    while (ip < end) {
+      const at = this.consumed + ip;
+      const ctrl = src[ip]!;
+      let len: number;
+      let ref = -1;
+      let tokenBytes: number;
+      if (ctrl < 32) {
+        len = ctrl + 1;
+        tokenBytes = 1 + len;
+        if (ip + tokenBytes > end) break; // the rest of the literal comes with the next push
+      } else {
+        len = ctrl >> 5;
+        let p = ip + 1;
+        if (len === 7) {
+          if (p >= end) break;
+          len += src[p++]!;
+        }
+        if (p >= end) break;
+        const distance = ((ctrl & 0x1f) << 8) + src[p++]! + 1;
+        len += 2;
+        tokenBytes = p - ip;
+        ref = this.op - distance;
+        // The window keeps the last 8 KiB of output, the farthest a reference reaches: below 0
+        // is before the start of the output.
+        if (ref < 0) throw new Error(`LZF: back-reference before start of output at input byte ${at}`);
+      }
+      if (this.produced + (this.op - this.start) + len > this.expectedLength) {
+        throw new Error(`LZF: output overflow at input byte ${at} (${this.produced + (this.op - this.start) + len} > expected ${this.expectedLength} bytes)`);
+      }
+      if (ctrl < 32) {
+        src.copy(w, this.op, ip + 1, ip + 1 + len);
+      } else {
+        for (let k = 0; k < len; k++) w[this.op + k] = w[ref + k]!;
+      }
+      this.op += len;
+      ip += tokenBytes;
+      if (this.op - this.start >= this.pieceBytes) this.emit(piece);
+    }
+    if (ip < end) this.carry = Buffer.from(src.subarray(ip));
+    this.consumed += ip;
+  }
+
+  /** The end of the compressed input: the last piece, after checking the length. */
+  finish(piece: (out: Buffer) => void): void {
+    if (this.carry.length > 0) throw new Error(`LZF: the input ends inside a token at input byte ${this.consumed}`);
+    if (this.op > this.start) this.emit(piece);
+    if (this.produced !== this.expectedLength) throw new Error(`LZF: decompressed to ${this.produced} bytes but ${this.expectedLength} were expected`);
+  }
+
+  /** Hands out the current piece and keeps the last 8 KiB of output as history. */
+  private emit(piece: (out: Buffer) => void): void {
+    const w = this.window;
+    const out = Buffer.from(w.subarray(this.start, this.op));
+    this.produced += out.length;
+    const keep = Math.min(MAX_REF_DIST, this.op);
+    w.copy(w, 0, this.op - keep, this.op);
+    this.start = this.op = keep;
+    piece(out);
+  }
+}

@@ -12,7 +12,7 @@ import type {
 } from './entries.js';
 import { RdbError } from './errors.js';
 import { CaptureOverflow, NEED_DATA, RdbInput, type NeedData } from './input.js';
-import { lzfDecompress } from './lzf.js';
+import { LzfStream, lzfDecompress } from './lzf.js';
 import { RdbOpcode, RdbType, type BlobElement, type LogicalType } from './types.js';
 import { formatDouble, moduleNameFromId } from './values.js';
 
@@ -120,6 +120,11 @@ export class RdbParser {
 
   get isFinished(): boolean {
     return this.finished;
+  }
+
+  /** Bytes copied to join reads across chunks: linear in the input, whatever the element sizes. */
+  get bytesCopied(): number {
+    return this.input.bytesCopied;
   }
 
   /** Bytes of the snapshot consumed so far. */
@@ -939,14 +944,39 @@ export class RdbParser {
     }
   }
 
-  /** A string value of any size, handed on in bounded chunks. */
+  /** A string value of any size, handed on in bounded chunks (an LZF one decompressed in pieces). */
   private *decodeStringValue(): Gen<void> {
     const r = this.input;
     const v = yield* this.lengthOrEncoding('a string value');
-    if (v < 0) {
-      r.pos -= 1; // an encoded string's prefix is one byte, still in the window: string() rereads it
+    if (v < 0 && v !== ENC_LZF) {
+      r.pos -= 1; // an integer encoding's prefix is one byte, still in the window: string() rereads it
       const whole = yield* this.string('a string value');
       yield { kind: 'key-chunk', chunk: { type: 'string', data: whole } };
+      return;
+    }
+    if (v === ENC_LZF) {
+      const compressed = yield* this.length('a string value: LZF compressed length');
+      const expanded = yield* this.length('a string value: LZF original length');
+      const at = r.offset;
+      const lzf = new LzfStream(expanded, CHUNK_BYTES);
+      const pieces: Buffer[] = [];
+      const take = (out: Buffer): void => void pieces.push(out);
+      let remaining = compressed;
+      try {
+        while (remaining > 0) {
+          if (r.avail() === 0) yield* r.need(1, 'a string value (LZF data)');
+          const n = Math.min(r.avail(), remaining);
+          remaining -= n;
+          lzf.push(r.bytes(n), take);
+          while (pieces.length > 0) yield { kind: 'key-chunk', chunk: { type: 'string', data: pieces.shift()! } };
+        }
+        lzf.finish(take);
+      } catch (e) {
+        if (e instanceof RdbError) throw e;
+        throw new RdbError(at, 'a string value (LZF data)', (e as Error).message);
+      }
+      if (expanded === 0) yield { kind: 'key-chunk', chunk: { type: 'string', data: Buffer.alloc(0) } };
+      while (pieces.length > 0) yield { kind: 'key-chunk', chunk: { type: 'string', data: pieces.shift()! } };
       return;
     }
     let remaining = v;
