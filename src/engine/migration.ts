@@ -16,6 +16,7 @@ import { DbMapper } from './db-map.js';
 import { WriteErrorLog } from './errors.js';
 import { openTarget, type OpenedTarget } from './open-target.js';
 import { shardPurge } from './purge.js';
+import { checkBacklog } from './backlog-check.js';
 import { TargetRefusals } from './refusal-policy.js';
 import { ShardSync } from './shard-sync.js';
 import { emptySnapshotStats, emptyStreamStats, type Checkpoint, type MigrationPhase, type MigrationProgress, type ShardProgress, type StreamStats } from './stats.js';
@@ -273,6 +274,9 @@ export class Migration extends EventEmitter {
       // What a shard removes before a full resync over its own earlier writes (src/engine/purge.ts).
       const purges = masters.map((m, i) => shardPurge(target, dbs, keyspace.dbs, source.kind === 'cluster' ? source.shards[i]!.slots : null, logger, describeEndpoint(m)));
       const checkpoints = await this.readCheckpoints(target, masters);
+      // How long Ferry may be away before a resync is needed: a warning when under a minute
+      // (runs alongside the start, it needs a second of the source's writes to measure).
+      if (this.options.method === 'incremental' && !restarted) for (const m of masters) void checkBacklog(m, logger);
       const priorWrites = restarted || this.options.priorWrites === true;
       // Before anything is written (src/engine/preflight.ts). A restarted attempt, a task that
       // wrote before, or a resume from checkpoints finds its own keys on the target: no conflict check then.

@@ -312,6 +312,28 @@ describe('the ordered apply path', () => {
     }
   });
 
+  it('warns at the start when the source backlog holds less than a minute of its writes, naming the setting', async () => {
+    const source = await startRedis({ config: { 'repl-backlog-size': '16kb', 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis();
+    const lines: string[] = [];
+    const captured = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    const m = new Migration({ source: { host: source.host, port: source.port }, target: { host: target.host, port: target.port }, method: 'incremental', logger: captured, pollIntervalMs: 100 });
+    const running = m.run();
+    const load = pipelinedLoad(source, { clients: 2, burst: 50, pauseMs: 10 });
+    try {
+      await until('the backlog warning', () => lines.find((l) => l.includes('repl-backlog-size')), 15_000);
+      const warning = JSON.parse(lines.find((l) => l.includes('repl-backlog-size'))!) as { msg: string; seconds: number };
+      assert.match(warning.msg, /holds only [\d.]+ s of its writes .* raise repl-backlog-size to \d+mb or more/);
+      assert.ok(warning.seconds < 60);
+    } finally {
+      await load.stop();
+      m.stop();
+      await running.catch(() => undefined);
+      await source.stop();
+      await target.stop();
+    }
+  });
+
   it("rebuilds a big key named with a '}' and no hash tag (user}42) in its own slot on a cluster target: no CROSSSLOT, no temporary left", async () => {
     const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
     const target = await startCluster({ masters: 3 });
