@@ -6,6 +6,7 @@ import type { MigrationProgress } from '../../src/engine/stats.js';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
 import { applyLiveWrites, populateAllTypes } from '../helpers/dataset.js';
 import { compareServers, formatDifferences } from '../helpers/compare.js';
+import { pipelinedLoad } from '../helpers/load.js';
 
 const logger = pino({ level: process.env.FERRY_TEST_LOG ?? 'silent' });
 
@@ -59,6 +60,31 @@ describe('incremental migration, standalone to standalone', () => {
       migration.stop();
       const result = await running;
       assert.equal(result.phase, 'stopped');
+      assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
+    } finally {
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('concurrent pipelined bursts of non-commutative pairs (SET/DEL, RPUSH/LPOP, SADD/SREM, HSET/HDEL, INCR, MULTI) during and after the snapshot: 0 differences', async () => {
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis();
+    try {
+      await populateAllTypes(source);
+      const migration = incremental(source, target);
+      const running = migration.run();
+      // Four clients, bursts of 60 commands, from the snapshot on.
+      const load = pipelinedLoad(source, { clients: 4, burst: 60 });
+      for (let i = 0; i < 100 && migration.progress().phase !== 'incremental'; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 1500));
+      const { commands } = await load.stop();
+      assert.ok(commands > 2000, `only ${commands} commands`);
+      await waitForCatchUp(migration, source);
+      const diffs = await compareServers(source, target);
+      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      migration.stop();
+      const result = await running;
       assert.equal(result.errors.count, 0, JSON.stringify(result.errors.recent));
     } finally {
       await source.stop();
