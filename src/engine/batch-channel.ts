@@ -1,4 +1,5 @@
 import { ReplyError, type Reply } from '../resp/reply-decoder.js';
+import { Fifo } from '../common/fifo.js';
 import type { BatchCommand, BatchDone, BatchReply } from '../target/batch.js';
 import { refusalKind } from '../target/refusals.js';
 
@@ -83,7 +84,8 @@ const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024;
  * through the policy; when it was refused at queue time the batch is sent again without it.
  */
 export class BatchChannel<Tag = unknown> {
-  private readonly pending: Piece<Tag>[] = [];
+  /** A FIFO, not an array: under load tens of thousands of pieces wait, and Array#shift is O(n). */
+  private readonly pending = new Fifo<Piece<Tag>>();
   private inflight: Batch<Tag> | null = null;
   private scheduled = false;
   private stopped = false;
@@ -123,7 +125,7 @@ export class BatchChannel<Tag = unknown> {
   abandon(): void {
     this.stopped = true;
     if (this.inflight?.holding) this.options.policy.release(this);
-    this.pending.length = 0;
+    this.pending.takeAll();
     this.wakeIdle();
   }
 
@@ -140,7 +142,7 @@ export class BatchChannel<Tag = unknown> {
   private pump(): void {
     if (this.inflight !== null || this.stopped) return;
     // Pieces with nothing to write that reached the head are done in order.
-    while (this.pending.length > 0 && this.pending[0]!.writes.length === 0) this.pending.shift()!.done();
+    while (this.pending.length > 0 && this.pending.peek()!.writes.length === 0) this.pending.shift()!.done();
     if (this.pending.length === 0) return this.wakeIdle();
     const policy = this.options.policy;
     if (policy.held) {
@@ -150,7 +152,7 @@ export class BatchChannel<Tag = unknown> {
     const batch: Batch<Tag> = { pieces: [], writes: [], checkpoint: null, attempt: 0, holding: false };
     let bytes = 0;
     while (this.pending.length > 0) {
-      const next = this.pending[0]!;
+      const next = this.pending.peek()!;
       const size = next.writes.reduce((n, w) => n + w.encoded.length, 0);
       if (batch.pieces.length > 0 && (batch.writes.length + next.writes.length > this.maxWrites || bytes + size > this.maxBytes)) break;
       this.pending.shift();
@@ -228,7 +230,7 @@ export class BatchChannel<Tag = unknown> {
     const holding = this.inflight?.holding ?? false;
     this.inflight = null;
     this.stopped = true;
-    this.pending.length = 0;
+    this.pending.takeAll();
     if (holding) this.options.policy.release(this);
     this.wakeIdle();
   }

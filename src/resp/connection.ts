@@ -13,6 +13,7 @@
 import type net from 'node:net';
 
 import { dial, socketErrorReason } from '../common/dial.js';
+import { Fifo } from '../common/fifo.js';
 import type { EndpointTls } from '../common/endpoint.js';
 import { encodeCommand, type Arg } from './encode.js';
 import { PushReply, ReplyDecoder, RespProtocolError, type Reply } from './reply-decoder.js';
@@ -76,45 +77,6 @@ interface SeqWaiter {
 interface RoomWaiter {
   resolve: () => void;
   reject: (e: Error) => void;
-}
-
-/** Array-backed FIFO; shift() is O(1) amortised (Array#shift is O(n) on large arrays). */
-class Fifo<T> {
-  private items: (T | undefined)[] = [];
-  private head = 0;
-
-  get length(): number {
-    return this.items.length - this.head;
-  }
-
-  push(x: T): void {
-    this.items.push(x);
-  }
-
-  peek(): T | undefined {
-    return this.items[this.head];
-  }
-
-  shift(): T | undefined {
-    if (this.head >= this.items.length) return undefined;
-    const x = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return x;
-  }
-
-  takeAll(): T[] {
-    const rest = this.items.slice(this.head) as T[];
-    this.items = [];
-    this.head = 0;
-    return rest;
-  }
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;

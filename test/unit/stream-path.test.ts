@@ -320,7 +320,8 @@ describe('Sequencer', () => {
 
   it('pushes back when the byte budget is spent, and a barrier holds later units until it ends', async () => {
     const backend = new ManualBackend();
-    const s = new Sequencer(backend, new FlowControl(25), () => undefined);
+    // Each unit costs its bytes plus a fixed overhead (256): two fit in 600, a third does not.
+    const s = new Sequencer(backend, new FlowControl(600), () => undefined);
     assert.equal(s.submit(unit(10)), undefined);
     assert.equal(s.submit(unit(20)), undefined);
     const pushed = s.submit(unit(30));

@@ -23,6 +23,13 @@ export interface StreamBackend {
   applied?(offset: number, db: number): void;
 }
 
+/**
+ * What a unit costs in memory beyond its command bytes (the unit, its piece and write objects,
+ * the tracker's slot): charged to the flow budget too, so a stream of tiny commands holds a
+ * bounded number of units, not 64 MiB worth of 30-byte commands.
+ */
+const UNIT_OVERHEAD_BYTES = 256;
+
 interface Waiting {
   unit: StreamUnit;
   done: () => void;
@@ -74,6 +81,7 @@ export class Sequencer {
     if (this.failure) return Promise.reject(this.failure);
     if (this.abandoned) return;
     unit.seq = this.tracker.take(unit.endOffset, unit.dbAfter);
+    unit.bytes += UNIT_OVERHEAD_BYTES;
     this.flow.take(unit.bytes);
     this.bytesInFlight += unit.bytes;
     this.unitsInFlight++;
