@@ -6,6 +6,7 @@ import { commandLogger, printFailure } from './output.js';
 import { progressLine } from './progress.js';
 import { TARGET_CONFLICT_POLICIES, type TargetConflictPolicy } from '../engine/preflight.js';
 import { summarize, summaryText } from './summary.js';
+import { CHECKPOINT_KEY_PREFIX } from '../engine/checkpoints.js';
 
 export interface MigrateCommandOptions {
   source: string;
@@ -111,7 +112,7 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     logger,
     resumeMode,
     bandwidthLimitMb,
-    checkpointKey: opts.checkpoint ? `__ferry:checkpoint:${opts.checkpoint}` : undefined,
+    checkpointKey: opts.checkpoint ? `${CHECKPOINT_KEY_PREFIX}${opts.checkpoint}` : undefined,
     writeErrorPolicy,
     targetConflict,
     sourceMode: parseSourceMode(opts.sourceMode),

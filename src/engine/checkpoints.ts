@@ -12,6 +12,9 @@ import { slotTag } from '../common/slots.js';
  * - cluster target: `N:i:slot:{tag}` per slot (tag: a short hash tag of that slot) and the floor
  *   `N:i:floor`, the offset up to which every slot is applied (where a resume starts).
  */
+/** Where every checkpoint name lives: its keys are Ferry's bookkeeping, not the user's data. */
+export const CHECKPOINT_KEY_PREFIX = '__ferry:checkpoint:';
+
 export interface CheckpointValue {
   replid: string;
   appliedOffset: number;

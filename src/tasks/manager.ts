@@ -505,11 +505,12 @@ export class TaskManager {
     if (this.closing) return;
     const task = await this.store.getTaskById(taskId);
     if (!task) return;
+    // Ended already: the worker reported its outcome (and the log has it) before it exited.
+    if (task.status === 'SUCCESS' || task.status === 'TERMINATED') return;
     if (task.status === 'TERMINATING' || task.stopRequested) {
       await this.setStatus(task, 'TERMINATED');
       return;
     }
-    if (task.status === 'SUCCESS' || task.status === 'TERMINATED') return;
     if (task.migrationType === 'backupfile_import') {
       const why = running.crash ?? running.runner.startError ?? `the import worker exited (${exit.signal ?? `code ${exit.code}`}) without reporting an outcome`;
       await this.fail(taskId, task.error ?? (task.backupFiles ? this.importReason(task.backupFiles, why) : why));

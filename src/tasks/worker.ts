@@ -11,6 +11,7 @@ import { keyspaceOf } from '../common/info.js';
 import os from 'node:os';
 import type { FromWorker, ToWorker, WorkerStart, WorkerStartCleanup, WorkerStartImport, WorkerStartVerify } from './worker-protocol.js';
 import { removeAllCheckpoints } from '../engine/checkpoint-cleanup.js';
+import { CHECKPOINT_KEY_PREFIX } from '../engine/checkpoints.js';
 import { BackupImport, type BackupImportProgress } from '../engine/backup-import.js';
 import { localDirectoryFiles, s3Files } from '../import/sources.js';
 import { verifyDeployments } from '../verify/index.js';
@@ -80,7 +81,7 @@ async function run(start: WorkerStart): Promise<void> {
     writeErrorPolicy: start.writeErrorPolicy,
     sourceMode: start.sourceMode ?? 'auto',
     // A worker killed mid-stream is started again by the service: it resumes from here.
-    checkpointKey: `__ferry:checkpoint:${start.taskId}`,
+    checkpointKey: `${CHECKPOINT_KEY_PREFIX}${start.taskId}`,
     priorWrites: start.priorWrites,
     dropFlush: start.dropFlush,
     targetConflict: start.targetConflict,
@@ -147,7 +148,7 @@ async function run(start: WorkerStart): Promise<void> {
 /** A deleted task's checkpoints, removed from its target. */
 async function runCleanup(start: WorkerStartCleanup): Promise<void> {
   try {
-    const removed = await removeAllCheckpoints(start.target, `__ferry:checkpoint:${start.taskId}`);
+    const removed = await removeAllCheckpoints(start.target, `${CHECKPOINT_KEY_PREFIX}${start.taskId}`);
     send({ type: 'log', level: 'INFO', code: 'CLEANUP', message: `removed ${removed} checkpoint keys from the target` });
   } catch (e) {
     send({ type: 'log', level: 'WARN', code: 'CLEANUP', message: `could not remove the checkpoints from the target: ${(e as Error).message}` });

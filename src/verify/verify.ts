@@ -10,6 +10,8 @@
  *    its name is mapped back (the target db's source dbs, prefix stripped) and looked up on
  *    the source; absent there, it is 'extra';
  *  - function libraries, on every target master.
+ * Ferry's own checkpoint keys on the target (`__ferry:checkpoint:*`) are not the user's data
+ * and are left out of the target side.
  * Later rounds (after roundDelayMs) re-check only what differed, and a key is reported only
  * if it differs in every round: during an incremental migration the keys being written differ
  * for a moment and converge, real differences stay.
@@ -27,6 +29,7 @@
  */
 
 import { printable } from '../common/printable.js';
+import { CHECKPOINT_KEY_PREFIX } from '../engine/checkpoints.js';
 import { DbMapper } from '../engine/db-map.js';
 import { ReplyError } from '../resp/reply-decoder.js';
 import { compareKeyPair, type CompareContext } from './compare-key.js';
@@ -56,6 +59,8 @@ const PROGRESS_INTERVAL_MS = 250;
 const DEFAULT_ROUND_DELAY_MS = 1000;
 const DEFAULT_TTL_TOLERANCE_MS = 2000;
 const DEFAULT_MAX_REPORTED = 100;
+/** Checkpoints of migrations into the target (kept until their task is deleted): not data. */
+const FERRY_CHECKPOINT = Buffer.from(CHECKPOINT_KEY_PREFIX, 'latin1');
 
 /** What a remembered difference re-checks. */
 type KeyRef =
@@ -282,6 +287,7 @@ class Run {
 
   /** Round 1, target side: is this key accounted for by a source key? */
   private async checkTargetKey(tdb: number, tkey: Buffer): Promise<void> {
+    if (startsWith(tkey, FERRY_CHECKPOINT)) return;
     const all = this.candidatesByDb.get(tdb) ?? [];
     const cands = all.filter((c) => c.prefix === null || startsWith(tkey, c.prefix));
     if (cands.length === 0) {

@@ -209,6 +209,10 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
     assert.equal(syncStop.httpStatusCode, 204);
     const final = ok(await client.call('GET', '/v2/{project_id}/migration-task/{task_id}', { pathParams: { task_id: taskId } }));
     assert.equal(final.status, 'TERMINATED');
+    // Each of the two stops is logged once (the worker's outcome, not again when it exits).
+    const logs = ok(await client.call('GET', '/v2/{project_id}/migration-task/{task_id}/logs', { pathParams: { task_id: taskId }, query: { limit: 100 } }));
+    const stoppedLines = (logs.migration_logs as { message: string }[]).filter((l) => l.message === 'migration stopped');
+    assert.equal(stoppedLines.length, 2, JSON.stringify(logs.migration_logs));
   });
 
   it('a migrating task starts again by itself after the service is killed (kill -9)', async () => {
