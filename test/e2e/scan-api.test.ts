@@ -21,12 +21,13 @@ function ok(r: SdkResponse | SdkError): SdkResponse {
   return r as SdkResponse;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 60_000): Promise<T> {
+/** `lastSeen` says, on a time-out, what the wait saw last (the failure must explain itself). */
+async function until<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 60_000, lastSeen?: () => unknown): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v !== null) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${lastSeen ? `; last seen: ${JSON.stringify(lastSeen())}` : ''}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -67,10 +68,17 @@ describe('scan mode through the API', () => {
       return t.status === 'INCRMIGEATING' ? t : null;
     });
     await mixedLoad(source, { durationMs: 2000, connections: 2, seed: 3 });
-    await until('offset 0', async () => {
-      const s = ok(await client.call('GET', '/v2/{project_id}/migration-task/{task_id}/stats', { pathParams }));
-      return s.offset === '0' ? s : null;
-    });
+    let lastStats: SdkResponse | undefined;
+    await until(
+      'offset 0',
+      async () => {
+        const s = ok(await client.call('GET', '/v2/{project_id}/migration-task/{task_id}/stats', { pathParams }));
+        lastStats = s;
+        return s.offset === '0' ? s : null;
+      },
+      60_000,
+      () => lastStats,
+    );
     const diffs = await compareServers(source, target);
     assert.equal(diffs.length, 0, formatDifferences(diffs));
 
