@@ -183,8 +183,9 @@ export class Cutover extends EventEmitter {
   }
 
   private log(level: 'INFO' | 'WARN' | 'ERROR', code: string, message: string): void {
-    this.options.log?.(level, code, message);
-    this.options.logger[level === 'INFO' ? 'info' : level === 'WARN' ? 'warn' : 'error']({ code }, message);
+    // The task log when there is one (the service), else the command's logger.
+    if (this.options.log) this.options.log(level, code, message);
+    else this.options.logger[level === 'INFO' ? 'info' : level === 'WARN' ? 'warn' : 'error']({ code }, message);
   }
 
   private async procedure(req: CutoverRequest, from: Direction): Promise<CutoverReport> {
