@@ -17,6 +17,8 @@ import { sdkClient, startService, type SdkError, type SdkResponse, type Service 
 import { compareServers, formatDifferences, type Difference } from '../helpers/compare.js';
 import { compareClusters } from '../helpers/compare-cluster.js';
 import { abortableLoad, type AbortableLoadResult } from '../helpers/load.js';
+import { cliPath } from '../helpers/run-cli.js';
+import { spawn } from 'node:child_process';
 
 const PROJECT = '0123456789abcdef0123456789abcdef';
 const AK = 'FERRYCUTOVERAK000001';
@@ -358,6 +360,49 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
     } finally {
       await sourceCluster.stop();
       await targetCluster.stop();
+    }
+  });
+});
+
+describe('ferry migrate --cutover-hook', () => {
+  after(stopAll);
+
+  it('exchanges once in sync (the hook runs once, without a shell), then keeps syncing target -> source until interrupted', async () => {
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ferry-cutover-cli-'));
+    try {
+      for (let i = 0; i < 500; i++) await source.client().set(`k${i}`, `v${i}`);
+      const hookLog = path.join(dir, 'hook.log');
+      const hook = path.join(dir, 'hook.sh');
+      // $0 is the script: a shell would have expanded the argument-less command just the same,
+      // but FERRY_* come only from the environment Ferry gives it.
+      writeFileSync(hook, `#!/bin/sh\necho "$FERRY_ACTION $FERRY_FROM_ADDRS $FERRY_TO_ADDRS \${HOME:+home}" >> ${hookLog}\n`);
+      chmodSync(hook, 0o755);
+      const child = spawn(process.execPath, [cliPath, 'migrate', '--source', source.addr, '--target', target.addr, '--method', 'incremental', '--until-synced', '--cutover-hook', hook, '--target-conflict', 'replace'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      try {
+        await eventually('the hook ran', async () => existsSync(hookLog), 30_000);
+        await eventually('the CLI reports the cutover', async () => /cutover done/.test(stderr), 10_000);
+        assert.equal(readFileSync(hookLog, 'utf8').trim(), `exchange ${source.addr} ${target.addr} home`);
+        const pause = Number(/writes paused (\d+) ms/.exec(stderr)?.[1]);
+        console.log(`# CLI exchange: writes paused ${pause} ms`);
+        assert.ok(pause < 1000);
+        await target.client().set('from-target', 'yes');
+        await target.client().del('k1');
+        await eventually('the reverse sync carries target writes to the source', async () => (await source.client().get('from-target')) === 'yes' && (await source.client().exists('k1')) === 0);
+      } finally {
+        child.kill('SIGINT');
+      }
+      assert.equal(await exited, 0, stderr);
+      assert.deepEqual(withoutCheckpoints(await compareServers(target, source)), []);
+      assert.equal(readFileSync(hookLog, 'utf8').trim().split('\n').length, 1, 'the hook ran once');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await source.stop();
+      await target.stop();
     }
   });
 });
