@@ -80,6 +80,8 @@ export interface CutoverReport {
   pauseMs: number | null;
   /** Time taken by the drain (ms). */
   drainMs: number | null;
+  /** Time from the drain's end to the new direction's PSYNC answer (stop, mark, connect; ms). */
+  linkMs?: number | null;
   hook: (HookResult & { description: string }) | null;
   /** Why the switch did not happen (nothing changed for clients). */
   error: string | null;
@@ -232,6 +234,7 @@ export class Cutover extends EventEmitter {
       report.startFrom = [...starts];
       n = this.start(to, { startFrom: { positions: starts, prefer: 'start' } });
       await waitLinked(n, this.runs.get(n)!, passiveMasters.length, req.action === 'exchange', o.linkTimeoutMs ?? 10_000);
+      report.linkMs = Date.now() - drainStart - report.drainMs;
 
       // 5. The hook moves the clients.
       const hookResult = await runSwitchHook(req.hook, {
@@ -267,7 +270,7 @@ export class Cutover extends EventEmitter {
       report.direction = to;
       const name = o.checkpointName?.(from);
       if (name) await removeAllCheckpoints(passive, name).catch((err: Error) => this.log('WARN', 'CUTOVER', `could not remove the checkpoints of the ${from} sync: ${err.message}`));
-      this.log('INFO', 'CUTOVER', `${req.action} done: clients on ${passive.map(describeEndpoint).join(',')}, writes paused ${report.pauseMs} ms (drain ${report.drainMs} ms, hook ${hookResult.durationMs} ms); the ${to} sync runs`);
+      this.log('INFO', 'CUTOVER', `${req.action} done: clients on ${passive.map(describeEndpoint).join(',')}, writes paused ${report.pauseMs} ms (drain ${report.drainMs} ms, new direction connected in ${report.linkMs} ms, hook ${hookResult.durationMs} ms); the ${to} sync runs`);
       return report;
     } catch (e) {
       // Before the hook succeeded: clients stay where they were.
