@@ -279,6 +279,7 @@ export class TaskManager {
    */
   async delete(projectId: string, ids: readonly string[]): Promise<string[]> {
     const cleanups: Task[] = [];
+    const sourceCleanups: Task[] = [];
     for (const id of ids) {
       const task = await this.store.getTask(projectId, id);
       if (!task) continue;
@@ -291,17 +292,20 @@ export class TaskManager {
         this.running.delete(id);
       }
       if (task.migrationType === 'online_migration' && task.connectedAt && task.target) cleanups.push(task);
+      // After a cutover the reverse sync kept checkpoints on the source (`<name>:reverse:*`).
+      if (task.cutover && task.source) sourceCleanups.push(task);
     }
     const deleted = await this.store.deleteTasks(projectId, ids);
     for (const task of cleanups) this.cleanUpTarget(task);
+    for (const task of sourceCleanups) this.cleanUpTarget(task, 'source');
     return deleted;
   }
 
-  /** Removes a deleted task's checkpoints from its target, in a worker of its own. */
-  private cleanUpTarget(task: Task): void {
+  /** Removes a deleted task's checkpoints from its target (or source, after a cutover), in a worker of its own. */
+  private cleanUpTarget(task: Task, side: 'target' | 'source' = 'target'): void {
     let target: Endpoint[];
     try {
-      target = this.endpointOf(task.target);
+      target = this.endpointOf(side === 'target' ? task.target : task.source);
     } catch {
       return;
     }

@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -129,6 +129,22 @@ function liveLoad(clients: MovableClients): { stop(): Promise<{ load: AbortableL
       return { load: l, acked, longestWaitMs };
     },
   };
+}
+
+/** The task worker among the service's children (the service runs one task at a time here). */
+function workerOf(servicePid: number, allowNone = false): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === servicePid && /tasks\/worker\.js/.test(readFileSync(`/proc/${entry}/cmdline`, 'utf8'))) return Number(entry);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  if (allowNone) return -1;
+  assert.fail('no worker process found');
 }
 
 const withoutCheckpoints = (d: Difference[]): Difference[] => d.filter((x) => !x.key.startsWith('__ferry:'));
@@ -326,6 +342,39 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
       ok(await client.call('POST', '/v2/{project_id}/migration-task/batch-stop', { data: { migration_tasks: [taskId] } }));
     } finally {
       clients.close();
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('a worker killed after the exchange: the task restarts in the reverse direction from where it stood, nothing replayed twice, and can still roll back', async () => {
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    const target = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    sides = { [source.addr]: { host: '127.0.0.1', port: source.port }, [target.addr]: { host: '127.0.0.1', port: target.port } };
+    try {
+      await source.client().set('counter', '0');
+      const taskId = await startTask('crash', source.addr, target.addr, { url: `http://127.0.0.1:${hookPort}/switch` });
+      await inSync(client, taskId);
+      const exchanged = await switchOver(client, taskId, 'exchange');
+      assert.equal(exchanged.task_status, 'EXCHANGE_SUCCESS', JSON.stringify(exchanged));
+      for (let i = 0; i < 50; i++) await target.client().incr('counter');
+      await eventually('the reverse sync applied the first writes', async () => (await source.client().get('counter')) === '50');
+      const worker = workerOf(service.pid());
+      process.kill(worker, 'SIGKILL');
+      for (let i = 0; i < 50; i++) await target.client().incr('counter');
+      await eventually('a new worker runs the reverse sync and catches up', async () => workerOf(service.pid(), true) !== worker && (await source.client().get('counter')) === '100', 20_000);
+      await sleep(500);
+      assert.equal(await source.client().get('counter'), '100', 'no write applied twice');
+      const t = await show(client, taskId);
+      assert.equal(t.task_status, 'EXCHANGE_SUCCESS');
+      assert.equal((t.cutover as CutoverView).direction, 'reverse');
+      await eventually('INCRMIGEATING again', async () => (await show(client, taskId)).status === 'INCRMIGEATING', 20_000);
+      const rolledBack = await switchOver(client, taskId, 'rollback');
+      assert.equal(rolledBack.task_status, 'ROLLBACK_SUCCESS', JSON.stringify(rolledBack));
+      await source.client().incr('counter');
+      await eventually('forward again', async () => (await target.client().get('counter')) === '101');
+      ok(await client.call('POST', '/v2/{project_id}/migration-task/batch-stop', { data: { migration_tasks: [taskId] } }));
+    } finally {
       await source.stop();
       await target.stop();
     }
