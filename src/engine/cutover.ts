@@ -497,7 +497,8 @@ export async function closeClients(e: Endpoint): Promise<number> {
       const id = /(?:^|\s)id=(\d+)/.exec(line)?.[1];
       const name = /(?:^|\s)name=(\S*)/.exec(line)?.[1] ?? '';
       const flags = /(?:^|\s)flags=(\S*)/.exec(line)?.[1] ?? '';
-      if (!id || name.startsWith('ferry') || /[SM]/.test(flags)) continue;
+      // Ferry's own (named ferry-*), replicas and masters, Sentinel's links to the master.
+      if (!id || name.startsWith('ferry') || name.startsWith('sentinel-') || /[SM]/.test(flags)) continue;
       ids.push(id);
     }
     await Promise.all(ids.map((id) => c.call(['CLIENT', 'KILL', 'ID', id]).catch(() => undefined)));
