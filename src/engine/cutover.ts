@@ -18,8 +18,8 @@ import type { Checkpoint, MigrationProgress } from './stats.js';
  *
  *  1. P must be able to continue a replica from "now": when it keeps no backlog (it never had a
  *     replica), one is created first by a short PSYNC (before any pause).
- *  2. Writes are paused on every master of L (CLIENT PAUSE <ms> WRITE; plain CLIENT PAUSE before
- *     6.2), and each master's master_repl_offset is read after the pause took effect.
+ *  2. Writes are paused on every master of L (CLIENT PAUSE <ms> WRITE, Redis 6.2+), and each
+ *     master's master_repl_offset is read after the pause took effect.
  *  3. M must apply up to those offsets (the PINGs L sends after them are not waited for); past
  *     the drain timeout the pause is lifted and nothing has changed.
  *  4. M stops (its checkpoints stay, in case the switch is undone); each master of P marks its
@@ -363,60 +363,50 @@ export async function markPosition(e: Endpoint, slot: number | null): Promise<Ch
 }
 
 /**
- * Writes paused on a set of masters: `CLIENT PAUSE <ms> WRITE` (6.2+; reads go on), renewed
- * every third of the timeout until released, and each master's offset when it took effect.
+ * Writes paused on a set of masters: `CLIENT PAUSE <ms> WRITE` (reads go on), renewed every
+ * third of the timeout until released, and each master's offset once it took effect. Redis 6.2+
+ * only: an older pause holds every command, Ferry's too, and cannot be lifted early, so the
+ * writes it held would run on the old side after the switch, where nothing syncs from.
  */
 export class WritePause {
   private renew: NodeJS.Timeout | null = null;
   private released: Promise<number> | null = null;
 
   private constructor(
-    private readonly connections: { c: RedisConnection; writeMode: boolean }[],
-    private readonly timeoutMs: number,
+    private readonly connections: RedisConnection[],
     readonly pausedAt: number,
     /** master_repl_offset and master_replid of each master (by host:port) once paused. */
     readonly offsets: Map<string, { replid: string; offset: number }>,
   ) {}
 
   static async start(masters: Endpoint[], timeoutMs: number): Promise<WritePause> {
-    const connections: { c: RedisConnection; writeMode: boolean; e: Endpoint }[] = [];
+    const connections: RedisConnection[] = [];
     try {
       for (const e of masters) {
         const c = await connect(e, 'ferry-cutover');
-        connections.push({ c, e, writeMode: true });
+        connections.push(c);
         const version = (field(text(await c.call(['INFO', 'server'])), 'redis_version') ?? '0').split('.').map(Number);
-        connections[connections.length - 1]!.writeMode = version[0]! > 6 || (version[0] === 6 && version[1]! >= 2);
+        if (!(version[0]! > 6 || (version[0] === 6 && version[1]! >= 2))) {
+          throw new Error(`${describeEndpoint(e)} runs Redis ${version.join('.')}: a cutover needs 6.2 or later (CLIENT PAUSE ... WRITE and CLIENT UNPAUSE; an older pause cannot be lifted early and would let the writes it held run on the old side after the switch)`);
+        }
       }
     } catch (e) {
-      for (const { c } of connections) c.destroy('failed');
+      for (const c of connections) c.destroy('failed');
       throw e;
     }
     const offsets = new Map<string, { replid: string; offset: number }>();
     // Every master paused at once (the pause is as long as the slowest shard's drain).
     const pausedAt = Date.now();
-    const pause = new WritePause(connections, timeoutMs, pausedAt, offsets);
+    const pause = new WritePause(connections, pausedAt, offsets);
     try {
       await Promise.all(
-        connections.map(async ({ c, e, writeMode }) => {
-          let info: string;
-          if (writeMode) {
-            await c.call(['CLIENT', 'PAUSE', timeoutMs, 'WRITE']);
-            info = text(await c.call(['INFO', 'replication']));
-          } else {
-            // Before 6.2 a pause holds every command of every client, this one's too: INFO must
-            // run in the same transaction as the pause.
-            const multi = c.call(['MULTI']);
-            const p = c.call(['CLIENT', 'PAUSE', timeoutMs]);
-            const i = c.call(['INFO', 'replication']);
-            const exec = c.call(['EXEC']);
-            await Promise.all([multi, p, i]);
-            const r = await exec;
-            info = Array.isArray(r) ? text(r[1] as Reply) : '';
-          }
+        connections.map(async (c, i) => {
+          await c.call(['CLIENT', 'PAUSE', timeoutMs, 'WRITE']);
+          const info = text(await c.call(['INFO', 'replication']));
           const replid = field(info, 'master_replid');
           const offset = Number(field(info, 'master_repl_offset'));
-          if (!replid || !Number.isFinite(offset)) throw new Error(`${describeEndpoint(e)} did not tell its replication offset`);
-          offsets.set(describeEndpoint(e), { replid, offset });
+          if (!replid || !Number.isFinite(offset)) throw new Error(`${describeEndpoint(masters[i]!)} did not tell its replication offset`);
+          offsets.set(describeEndpoint(masters[i]!), { replid, offset });
         }),
       );
     } catch (e) {
@@ -424,22 +414,18 @@ export class WritePause {
       throw e;
     }
     pause.renew = setInterval(() => {
-      for (const { c, writeMode } of connections) if (writeMode) c.call(['CLIENT', 'PAUSE', timeoutMs, 'WRITE']).catch(() => undefined);
+      for (const c of connections) c.call(['CLIENT', 'PAUSE', timeoutMs, 'WRITE']).catch(() => undefined);
     }, Math.max(100, Math.floor(timeoutMs / 3)));
     return pause;
   }
 
-  /** Lifts the pause (CLIENT UNPAUSE; before 6.2 it lasts its timeout). Resolves with its length (ms). */
+  /** Lifts the pause (CLIENT UNPAUSE). Resolves with how long it lasted (ms). */
   release(): Promise<number> {
     this.released ??= (async () => {
       if (this.renew) clearInterval(this.renew);
-      await Promise.all(
-        this.connections.map(async ({ c, writeMode }) => {
-          if (writeMode) await c.call(['CLIENT', 'UNPAUSE']).catch(() => undefined);
-        }),
-      );
-      const ms = this.connections.every((x) => x.writeMode) ? Date.now() - this.pausedAt : Math.max(Date.now() - this.pausedAt, this.timeoutMs);
-      for (const { c } of this.connections) await c.close().catch(() => undefined);
+      await Promise.all(this.connections.map((c) => c.call(['CLIENT', 'UNPAUSE']).catch(() => undefined)));
+      const ms = Date.now() - this.pausedAt;
+      for (const c of this.connections) await c.close().catch(() => undefined);
       return ms;
     })();
     return this.released;
