@@ -214,6 +214,7 @@ export class Cutover extends EventEmitter {
     let mStopped = false;
     const resumeM = new Map<string, Checkpoint>();
     let n: Migration | null = null;
+    let switched = false;
     try {
       // 2. Pause writes on the live side.
       pause = await WritePause.start(liveMasters, o.pauseTimeoutMs ?? 5000);
@@ -257,7 +258,8 @@ export class Cutover extends EventEmitter {
         this.log('WARN', 'CUTOVER_HOOK', `the ${req.action} hook timed out, but writes have reached ${passive.map(describeEndpoint).join(',')}: clients moved, so the switch completes; check that every client moved`);
       }
 
-      // 6. Switched: clients now write on the passive side.
+      // 6. Switched: clients now write on the passive side. Nothing below undoes that.
+      switched = true;
       this.current = n;
       this.direction = to;
       req.onSwitched?.(to, report.startFrom);
@@ -273,6 +275,14 @@ export class Cutover extends EventEmitter {
       this.log('INFO', 'CUTOVER', `${req.action} done: clients on ${passive.map(describeEndpoint).join(',')}, writes paused ${report.pauseMs} ms (drain ${report.drainMs} ms, new direction connected in ${report.linkMs} ms, hook ${hookResult.durationMs} ms); the ${to} sync runs`);
       return report;
     } catch (e) {
+      if (switched) {
+        // After the hook: the switch stands; only the tidying failed.
+        if (pause) report.pauseMs = await pause.release();
+        report.ok = true;
+        report.direction = to;
+        this.log('WARN', 'CUTOVER', `${req.action} done, but: ${(e as Error).message}`);
+        return report;
+      }
       // Before the hook succeeded: clients stay where they were.
       report.error = (e as Error).message;
       if (pause) report.pauseMs = await pause.release();
