@@ -122,11 +122,13 @@ function liveLoad(clients: MovableClients): { stop(): Promise<{ load: AbortableL
       longestWaitMs = Math.max(longestWaitMs, Date.now() - started);
     }
   })();
+  let stopped: Promise<{ load: AbortableLoadResult; acked: number; longestWaitMs: number }> | null = null;
   return {
-    async stop() {
+    // Idempotent: the tests' finally blocks stop it too, so a failed assertion leaves nothing running.
+    stop() {
       abort.abort();
-      const [l] = await Promise.all([load, counter]);
-      return { load: l, acked, longestWaitMs };
+      stopped ??= Promise.all([load, counter]).then(([l]) => ({ load: l, acked, longestWaitMs }));
+      return stopped;
     },
   };
 }
@@ -235,13 +237,14 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
     sides = { [source.addr]: { host: '127.0.0.1', port: source.port }, [target.addr]: { host: '127.0.0.1', port: target.port } };
     const clients = new MovableClients(sides[source.addr]!);
     movable = clients;
+    let load: ReturnType<typeof liveLoad> | null = null;
     try {
       const p = source.client().pipeline();
       for (let i = 0; i < 2000; i++) p.set(`seed:${i}`, `v${i}`).expire(`seed:${i}`, 3600);
       await p.exec();
       const taskId = await startTask('cutover', source.addr, target.addr, { url: `http://127.0.0.1:${hookPort}/switch`, timeout_seconds: 5 });
       await inSync(client, taskId);
-      const load = liveLoad(clients);
+      load = liveLoad(clients);
       await sleep(800);
 
       const exchanged = await switchOver(client, taskId, 'exchange', { exchanged_ip: ['10.0.0.1'], is_exchange_domain: false });
@@ -284,6 +287,7 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
       assert.ok((await logs(client, taskId)).some((m) => /exchange succeeded: writes paused \d+ ms/.test(m)));
       ok(await client.call('POST', '/v2/{project_id}/migration-task/batch-stop', { data: { migration_tasks: [taskId] } }));
     } finally {
+      await load?.stop();
       movable = null;
       clients.close();
       await source.stop();
@@ -295,6 +299,7 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
     const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
     const target = await startRedis();
     const clients = new MovableClients({ host: '127.0.0.1', port: source.port });
+    let load: ReturnType<typeof liveLoad> | null = null;
     try {
       await source.client().set('seed', '1');
       const taskId = await startTask('failing', source.addr, target.addr, { command: failingHook, timeout_seconds: 5 });
@@ -308,7 +313,7 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
       assert.equal(refused.httpStatusCode, 400);
       assert.match(String((refused as SdkError).errorMsg), /switch_hook\.command/);
 
-      const load = liveLoad(clients);
+      load = liveLoad(clients);
       await sleep(500);
       const failed = await switchOver(client, taskId, 'exchange');
       assert.equal(failed.task_status, '');
@@ -324,7 +329,8 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
       // Drain timeout: the target holds Ferry's writes back, so the target cannot catch up.
       await target.client().call('CLIENT', 'PAUSE', '8000', 'WRITE');
       await sleep(300);
-      const timedOut = await switchOver(client, taskId, 'exchange');
+      // (Another body than the first request's: a signed request repeated within its second is a replay.)
+      const timedOut = await switchOver(client, taskId, 'exchange', { exchanged_ip: ['10.0.0.2'] });
       await target.client().call('CLIENT', 'UNPAUSE');
       assert.equal(timedOut.last!.ok, false);
       assert.match(timedOut.last!.error!, /drain timeout/);
@@ -341,6 +347,8 @@ describe('cutover: ExchangeInstanceIp and RollbackExchangeInstanceIp', () => {
       assert.ok(existsSync(failingLog));
       ok(await client.call('POST', '/v2/{project_id}/migration-task/batch-stop', { data: { migration_tasks: [taskId] } }));
     } finally {
+      await load?.stop();
+      await target.client().call('CLIENT', 'UNPAUSE').catch(() => undefined);
       clients.close();
       await source.stop();
       await target.stop();
