@@ -42,6 +42,9 @@ migrate
   .option('--on-write-error <policy>', 'a write the target refuses for good: skip (log, count, go on; exit 2 at the end) or fail (stop at once)', 'skip')
   .option('--log-level <level>', 'JSON log lines on stderr: error, warn, info, debug (default: warnings, without repeating the final error)')
   .option('--source-mode <mode>', 'auto: PSYNC, or scan when the source refuses it; psync; scan: SCAN + DUMP and keyspace notifications', 'auto')
+  .option('--cutover-hook <command>', 'with --method incremental --until-synced: once in sync, cut over: pause writes on the source, let the target apply everything, run this command (no shell; FERRY_ACTION=exchange, FERRY_FROM_ADDRS, FERRY_TO_ADDRS; exit 0 = clients moved), then sync target → source until stopped')
+  .option('--cutover-hook-timeout <seconds>', 'the hook is killed after this long (1-600)', '10')
+  .option('--drain-timeout <seconds>', 'cutover: how long the target may take to apply what the paused source has (1-600)', '10')
   .action(async (opts) => {
     const { migrateCommand } = await import('./cli/migrate.js');
     process.exitCode = await migrateCommand(opts);

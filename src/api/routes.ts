@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AddressPolicyError, checkAddress, type AddressPolicy } from '../common/address-policy.js';
 import type { EndpointTls } from '../common/endpoint.js';
 import { TaskManager, TaskStateError } from '../tasks/manager.js';
-import type { LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint } from '../tasks/model.js';
+import type { LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskSwitchHook } from '../tasks/model.js';
 import { Errors } from './errors.js';
 import { normalizeAddress } from './instances.js';
 import { schemas } from './schemas.js';
@@ -115,6 +115,31 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
     }
   }
 
+  /**
+   * A task's switch hook: a command runs on the service's host, so only the commands the
+   * service config lists are taken; a URL must be one the address policy lets this project reach.
+   */
+  async function hookOf(projectId: string, h: { command?: string; args?: string[] | null; url?: string; timeout_seconds?: number | null } | null): Promise<TaskSwitchHook | null> {
+    if (!h) return null;
+    const timeout = h.timeout_seconds ? { timeoutSeconds: h.timeout_seconds } : {};
+    if (h.command !== undefined) {
+      if (!(deps.allowedHookCommands ?? []).includes(h.command)) {
+        throw Errors.invalidParameter('switch_hook.command', 'It is not one of the commands the service allows as hooks (config cutover.allowedHookCommands).');
+      }
+      return { command: h.command, ...(h.args ? { args: h.args } : {}), ...timeout };
+    }
+    let url: URL;
+    try {
+      url = new URL(h.url ?? '');
+    } catch {
+      throw Errors.invalidParameter('switch_hook.url', 'It is not a URL.');
+    }
+    if (url.username || url.password) throw Errors.invalidParameter('switch_hook.url', 'Credentials in the URL are not accepted (they would show in logs).');
+    const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+    await checkPolicy(projectId, 'switch_hook', [`${url.hostname}:${port}`], false);
+    return { url: h.url!, ...timeout };
+  }
+
   async function resolveEndpoint(projectId: string, field: string, given: EndpointBody): Promise<TaskEndpoint> {
     const password = given.password === undefined || given.password === null || given.password === '' ? null : given.password;
     if (given.id !== undefined && given.id !== null && given.id !== '') {
@@ -195,7 +220,9 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
       drop_flush?: boolean | null;
       target_conflict?: 'fail' | 'replace' | 'purge-first' | null;
       source_mode?: 'auto' | 'psync' | 'scan' | null;
+      switch_hook?: { command?: string; args?: string[] | null; url?: string; timeout_seconds?: number | null } | null;
     };
+    const switchHook = await hookOf(req.projectId, b.switch_hook ?? null);
     const source = await resolveEndpoint(req.projectId, 'source_instance', b.source_instance);
     const target = await resolveEndpoint(req.projectId, 'target_instance', b.target_instance);
     // The obvious case at once; other spellings of one server (a name, a proxy, a replica) are
@@ -217,6 +244,8 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
         targetConflict: b.target_conflict ?? 'fail',
         // Extension: how the source is read (scan mode for sources that refuse PSYNC).
         sourceMode: b.source_mode ?? 'auto',
+        // Extension: what moves the clients at a cutover.
+        switchHook,
       }),
     );
     return { id: started.id, name: started.name, status: started.status, error: '' };
@@ -368,13 +397,20 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
     return { task_id_list: deleted };
   });
 
-  // 14, 15. IP exchange: not offered by Ferry (yet).
-  for (const [op, schema] of [['exchange-ip', schemas.exchangeIp], ['rollback-ip', schemas.rollbackIp]] as const) {
-    app.post(`${base}/migration-task/:task_id/${op}`, { schema, bodyLimit: SMALL }, async (req) => {
-      await taskOf(req);
-      throw Errors.notSupported(`${op} is not supported by this Ferry version yet: switch clients to the target yourself once the lag is 0.`);
-    });
-  }
+  // 14. ExchangeInstanceIp: the cutover (asynchronous; task_status shows its progress).
+  app.post(`${base}/migration-task/:task_id/exchange-ip`, { schema: schemas.exchangeIp, bodyLimit: SMALL, config: { optionalBody: true } }, async (req, reply) => {
+    const task = await taskOf(req);
+    const b = req.body as { exchanged_ip?: string[] | null; is_exchange_domain?: boolean | null };
+    await inState(() => manager.cutover(task, 'exchange', { exchangedIp: b.exchanged_ip ?? [], isExchangeDomain: b.is_exchange_domain ?? false }));
+    return reply.status(204).type('application/json').send();
+  });
+
+  // 15. RollbackExchangeInstanceIp
+  app.post(`${base}/migration-task/:task_id/rollback-ip`, { schema: schemas.rollbackIp, bodyLimit: SMALL, config: { optionalBody: true } }, async (req, reply) => {
+    const task = await taskOf(req);
+    await inState(() => manager.cutover(task, 'rollback'));
+    return reply.status(204).type('application/json').send();
+  });
 
   // ShowJobInfo
   app.get(`${base}/jobs/:job_id`, { schema: schemas.job }, async (req) => {

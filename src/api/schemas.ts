@@ -157,6 +157,23 @@ const taskDetail = {
     error: str, error_message: strOrNull,
     source_mode: { ...ext, type: 'string', description: 'The source mode asked for: auto, psync or scan.' },
     source_mode_running: { ...ext, type: ['object', 'null'], description: 'The mode the migration runs in (psync or scan) and why.', properties: { mode: str, reason: strOrNull } },
+    cutover: {
+      ...ext,
+      type: 'object',
+      description: 'Where the clients are (direction forward: on the source, synced source → target; reverse: on the target, synced target → source), the hook, and the last switch: its measured write pause (ms), drain time, hook result and error.',
+      properties: {
+        direction: { enum: ['forward', 'reverse'] },
+        task_status: str,
+        switch_hook: { type: ['string', 'null'] },
+        last: {
+          type: ['object', 'null'],
+          properties: {
+            action: str, ok: { type: 'boolean' }, at: str, pause_ms: { type: ['integer', 'null'] }, drain_ms: { type: ['integer', 'null'] }, error: strOrNull,
+            hook: { type: ['object', 'null'], properties: { description: str, ok: { type: 'boolean' }, timed_out: { type: 'boolean' }, detail: str, duration_ms: { type: 'integer' } } },
+          },
+        },
+      },
+    },
   },
 };
 
@@ -239,6 +256,24 @@ export const schemas = {
           ...ext,
           enum: ['auto', 'psync', 'scan', null],
           description: 'How the source is read: auto (default: PSYNC, or scan when the source refuses it), psync, scan (SCAN + DUMP and keyspace notifications).',
+        },
+        switch_hook: {
+          ...ext,
+          description:
+            'What moves the clients at ExchangeInstanceIp / RollbackExchangeInstanceIp: {"command": "/abs/path", "args": [...]} (run without a shell on the service host; only commands listed in the service config cutover.allowedHookCommands) or {"url": "http(s)://..."} (a POST; the address must pass the address policy); timeout_seconds (default 10). Absent: the service default (cutover.hook).',
+          oneOf: [
+            { type: 'null' },
+            {
+              type: 'object',
+              required: ['command'],
+              properties: { command: { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/[^\\x00]*$' }, args: { type: ['array', 'null'], maxItems: 64, items: { type: 'string', maxLength: 4096 } }, timeout_seconds: { type: ['integer', 'null'], minimum: 1, maximum: 600 } },
+            },
+            {
+              type: 'object',
+              required: ['url'],
+              properties: { url: { type: 'string', maxLength: 4096, pattern: '^[hH][tT][tT][pP][sS]?://' }, timeout_seconds: { type: ['integer', 'null'], minimum: 1, maximum: 600 } },
+            },
+          ],
         },
       },
     },
@@ -407,8 +442,26 @@ export const schemas = {
     response: ok('The ids deleted', { type: 'object', properties: { task_id_list: { type: 'array', items: str } } }),
   },
 
-  exchangeIp: { operationId: 'ExchangeInstanceIp', summary: 'Switch IP addresses (not supported yet: DCS.4957)', params: taskParams, response: errors },
-  rollbackIp: { operationId: 'RollbackExchangeInstanceIp', summary: 'Roll back an IP switch (not supported yet: DCS.4957)', params: taskParams, response: errors },
+  exchangeIp: {
+    operationId: 'ExchangeInstanceIp',
+    summary: "Cut over: move the clients from the source to the target with the task's switch hook, then sync target → source (asynchronous: task_status EXCHANGING, then EXCHANGE_SUCCESS)",
+    description: 'Only in INCRMIGEATING. Writes are paused on every source master until the target has applied them, the hook runs, the reverse sync starts, writes resume. On any failure before the hook succeeds nothing changes for clients; the reason is in the task log and in cutover.last.',
+    params: taskParams,
+    body: {
+      type: 'object',
+      properties: {
+        exchanged_ip: { type: ['array', 'null'], maxItems: 64, items: { type: 'string', maxLength: 255, pattern: NAME_PATTERN }, description: 'Passed on to the hook (FERRY_EXCHANGED_IP).' },
+        is_exchange_domain: { type: ['boolean', 'null'], description: 'Passed on to the hook (FERRY_IS_EXCHANGE_DOMAIN).' },
+      },
+    },
+    response: { 204: { description: 'Accepted: the switch runs; ShowMigrationTask shows its progress', type: 'null' }, ...errors },
+  },
+  rollbackIp: {
+    operationId: 'RollbackExchangeInstanceIp',
+    summary: 'Undo an exchange: move the clients back to the source and sync source → target again (asynchronous: task_status ROLLING_BACK, then ROLLBACK_SUCCESS)',
+    params: taskParams,
+    response: { 204: { description: 'Accepted: the rollback runs; ShowMigrationTask shows its progress', type: 'null' }, ...errors },
+  },
 
   job: {
     operationId: 'ShowJobInfo',

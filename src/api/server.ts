@@ -34,6 +34,8 @@ export interface ApiDependencies {
   rateLimit?: { max: number; timeWindowMs: number };
   /** See VerifyOptions.requireSignedHost. */
   requireSignedHost?: boolean;
+  /** Commands a task may name as its switch hook (service config cutover.allowedHookCommands). */
+  allowedHookCommands?: readonly string[];
 }
 
 /** Bodies past this are cut off at once; below it the excess is read and discarded, then 413. */

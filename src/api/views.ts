@@ -1,4 +1,5 @@
 import { maskSecret } from '../tasks/secrets.js';
+import { describeHook } from '../engine/cutover-hook.js';
 import type { Job, Task, TaskEndpoint, TaskLog, TaskStats } from '../tasks/model.js';
 
 /**
@@ -80,12 +81,36 @@ export function taskDetail(t: Task): Record<string, unknown> {
     tenant_subnet_id: t.subnetId ?? '',
     tenant_security_group_id: t.securityGroupId ?? '',
     bandwidth_limit_mb: t.bandwidthLimitMb === null ? '' : String(t.bandwidthLimitMb),
-    task_status: '',
+    task_status: t.cutover?.taskStatus ?? '',
     error: t.error ?? '',
     error_message: t.error,
     // Ferry extensions: the source mode asked for, and the one running (and why).
     source_mode: t.sourceMode ?? 'auto',
     source_mode_running: t.stats?.sourceMode ?? null,
+    cutover: cutoverView(t),
+  };
+}
+
+/** The cutover extension of ShowMigrationTask: never a hook's URL credentials or query. */
+function cutoverView(t: Task): Record<string, unknown> {
+  const c = t.cutover;
+  const hook = t.switchHook ? describeHook('command' in t.switchHook ? { command: t.switchHook.command } : { url: t.switchHook.url }) : null;
+  const last = c?.last;
+  return {
+    direction: c?.direction ?? 'forward',
+    task_status: c?.taskStatus ?? '',
+    switch_hook: hook,
+    last: last
+      ? {
+          action: last.action,
+          ok: last.ok,
+          at: last.at,
+          pause_ms: last.pauseMs,
+          drain_ms: last.drainMs,
+          error: last.error,
+          hook: last.hook ? { description: last.hook.description, ok: last.hook.ok, timed_out: last.hook.timedOut, detail: last.hook.detail, duration_ms: last.hook.durationMs } : null,
+        }
+      : null,
   };
 }
 

@@ -33,6 +33,16 @@ export interface MigrateCommandOptions {
   targetPasswordFile?: string;
   targetConflict?: string;
   sourceMode?: string;
+  cutoverHook?: string;
+  cutoverHookTimeout?: string;
+  drainTimeout?: string;
+}
+
+function parseSeconds(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || n < 1 || n > 600) throw new Error(`invalid ${flag} "${text}": an integer from 1 to 600 (seconds)`);
+  return n;
 }
 
 const METHODS: Record<string, MigrationMethod> = {
@@ -98,9 +108,44 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
   const bandwidthLimitMb = parseBandwidth(opts.bandwidthLimit);
   const writeErrorPolicy = parsePolicy(opts.onWriteError);
   const dbs = DbMapper.parse(opts.dbMap, { only: DbMapper.parseDbList(opts.dbs), prefixes: DbMapper.parsePrefixes(opts.dbPrefix) });
+  const cutoverHook = opts.cutoverHook;
+  if (cutoverHook !== undefined) {
+    if (method !== 'incremental' || !opts.untilSynced) throw new Error('--cutover-hook needs --method incremental --until-synced');
+    if (opts.dbMap || opts.dbs || opts.dbPrefix) throw new Error('--cutover-hook cannot be combined with --db-map, --dbs or --db-prefix (the reverse sync would need the inverse mapping)');
+  }
+  const hookTimeoutMs = parseSeconds('--cutover-hook-timeout', opts.cutoverHookTimeout, 10) * 1000;
+  const drainTimeoutMs = parseSeconds('--drain-timeout', opts.drainTimeout, 10) * 1000;
   const logger = await commandLogger(opts.logLevel);
   const { Migration } = await import('../engine/migration.js');
-  const migration = new Migration({
+  const { Cutover } = await import('../engine/cutover.js');
+  const checkpointName = (d: 'forward' | 'reverse'): string | undefined => (opts.checkpoint ? `${CHECKPOINT_KEY_PREFIX}${opts.checkpoint}${d === 'reverse' ? ':reverse' : ''}` : undefined);
+  // With a cutover hook the migration runs in either direction (src/engine/cutover.ts).
+  const cutover = cutoverHook === undefined ? null : new Cutover({
+    source,
+    target,
+    logger,
+    checkpointName,
+    drainTimeoutMs,
+    build: (d, extra) => new Migration({
+      source: d === 'forward' ? source : target,
+      target: d === 'forward' ? target : source,
+      method,
+      dbs,
+      dropFlush: opts.dropFlush,
+      rewrite: opts.rewrite ? 'always' : 'auto',
+      lanes,
+      logger,
+      resumeMode,
+      bandwidthLimitMb,
+      checkpointKey: checkpointName(d),
+      writeErrorPolicy,
+      targetConflict: d === 'forward' ? targetConflict : 'replace',
+      priorWrites: d === 'reverse',
+      sourceMode: parseSourceMode(opts.sourceMode),
+      ...extra,
+    }),
+  });
+  const migration = cutover ?? new Migration({
     source,
     target,
     method,
@@ -151,6 +196,29 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     if (p.phase !== 'failed') process.stderr.write(`${summaryText(summary)}\n`);
   };
   migration.on('progress', (p: MigrationProgress) => report(p));
+  // --cutover-hook: the exchange as soon as every shard is in sync (lag 0), once.
+  let cutoverFailed: string | null = null;
+  if (cutover) {
+    let started = false;
+    cutover.on('progress', (p: MigrationProgress) => {
+      if (started || p.direction !== 'forward' || p.phase !== 'incremental' || p.shards.length === 0 || !p.shards.every((s) => s.phase === 'incremental' && s.stream.lagBytes === 0)) return;
+      started = true;
+      void cutover.switchOver({ action: 'exchange', hook: { command: cutoverHook!, timeoutMs: hookTimeoutMs } }).then((r) => {
+        if (opts.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), cutover: r })}\n`);
+        if (barShown) process.stderr.write('\r\x1b[2K');
+        if (r.ok) {
+          process.stderr.write(`cutover done: clients on ${opts.target}, writes paused ${r.pauseMs} ms (drain ${r.drainMs} ms, hook ${r.hook?.durationMs ?? 0} ms); syncing target -> source until stopped (Ctrl-C)\n`);
+        } else {
+          cutoverFailed = r.error ?? 'the cutover failed';
+          process.stderr.write(`cutover failed, clients stay on the source: ${cutoverFailed}${r.hook?.output ? `\nhook output: ${r.hook.output.trim()}` : ''}\n`);
+          cutover.stop();
+        }
+      }, (e: Error) => {
+        cutoverFailed = e.message;
+        cutover.stop();
+      });
+    });
+  }
 
   const stop = (): void => migration.stop();
   process.once('SIGINT', stop);
@@ -158,6 +226,10 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
   try {
     const result = await migration.run();
     finish(result);
+    if (cutoverFailed !== null) {
+      printFailure(`cutover failed: ${cutoverFailed}`);
+      return 1;
+    }
     if (result.errors.count > 0) {
       printFailure(`${result.errors.count} writes were refused by the target (each is in the log above)`);
       return 2;

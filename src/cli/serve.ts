@@ -85,7 +85,11 @@ export async function serveCommand(opts: ServeOptions): Promise<void> {
 
   const store = SqliteTaskStore.open(path.join(dataDir, 'ferry.db'));
   const secrets = SecretBox.loadOrCreate(dataDir);
-  const manager = new TaskManager(store, secrets, logger, { buckets: config.buckets, objectStore: config.objectStore, backupsDir: config.backupsDir }, { workerPolicy, firstConnectTimeoutMs: config.firstConnectTimeoutSeconds * 1000 });
+  const manager = new TaskManager(store, secrets, logger, { buckets: config.buckets, objectStore: config.objectStore, backupsDir: config.backupsDir }, {
+    workerPolicy,
+    firstConnectTimeoutMs: config.firstConnectTimeoutSeconds * 1000,
+    cutover: { defaultHook: config.cutover.hook, pauseTimeoutMs: config.cutover.pauseTimeoutSeconds * 1000, drainTimeoutMs: config.cutover.drainTimeoutSeconds * 1000 },
+  });
   const app = await buildServer({
     store,
     manager,
@@ -96,6 +100,7 @@ export async function serveCommand(opts: ServeOptions): Promise<void> {
     addressPolicy: makeAddressPolicy({ mode: policyConfig.mode, allow: policyConfig.allow, registered: [] }),
     rateLimit: config.rateLimit,
     requireSignedHost: config.requireSignedHost,
+    allowedHookCommands: config.cutover.allowedHookCommands,
   });
   await manager.recover();
   await app.listen({ host, port });

@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { AkSkCredential, TokenCredential } from '../api/auth/credentials.js';
 import type { RegisteredInstance } from '../api/instances.js';
 import { parseAllowRule, type AddressPolicyMode } from '../common/address-policy.js';
+import type { TaskSwitchHook } from '../tasks/model.js';
 
 /** What `ferry serve --config FILE` reads (JSON or YAML). */
 export interface ServiceConfig {
@@ -30,6 +31,32 @@ export interface ServiceConfig {
   firstConnectTimeoutSeconds: number;
   /** Refuse AK/SK signatures that do not cover the Host header (old Go SDKs did not sign it). */
   requireSignedHost: boolean;
+  /**
+   * Cutover (ExchangeInstanceIp / RollbackExchangeInstanceIp): the hook of tasks that name
+   * none, the commands a task may name as its hook (a command runs on this host, so the API
+   * takes only these), and the limits of the switch.
+   */
+  cutover: { hook: TaskSwitchHook | null; allowedHookCommands: string[]; pauseTimeoutSeconds: number; drainTimeoutSeconds: number };
+}
+
+export const DEFAULT_CUTOVER = { pauseTimeoutSeconds: 5, drainTimeoutSeconds: 10 };
+
+/** A switch hook in the config: {"command": "/abs/path", "args": [...], "timeoutSeconds": N} or {"url": "http(s)://...", "timeoutSeconds": N}. */
+function hookOf(file: string, where: string, v: unknown): TaskSwitchHook | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) fail(file, `${where} must be {"command": "/path"} or {"url": "http://..."}`);
+  const o = v as Record<string, unknown>;
+  const timeoutSeconds = o.timeoutSeconds === undefined ? undefined : positiveInt(file, `${where}.timeoutSeconds`, o.timeoutSeconds, 10);
+  if (typeof o.command === 'string') {
+    if (!path.isAbsolute(o.command)) fail(file, `${where}.command must be an absolute path (it runs without a shell)`);
+    if (o.args !== undefined && (!Array.isArray(o.args) || o.args.some((a) => typeof a !== 'string'))) fail(file, `${where}.args must be an array of strings`);
+    return { command: o.command, ...(o.args ? { args: o.args as string[] } : {}), ...(timeoutSeconds ? { timeoutSeconds } : {}) };
+  }
+  if (typeof o.url === 'string') {
+    if (!/^https?:\/\//i.test(o.url)) fail(file, `${where}.url must be an http:// or https:// URL`);
+    return { url: o.url, ...(timeoutSeconds ? { timeoutSeconds } : {}) };
+  }
+  fail(file, `${where} needs "command" or "url"`);
 }
 
 export const DEFAULT_RATE_LIMIT = { max: 600, timeWindowMs: 60_000 };
@@ -125,6 +152,7 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
     rateLimit: { ...DEFAULT_RATE_LIMIT },
     firstConnectTimeoutSeconds: DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS,
     requireSignedHost: true,
+    cutover: { hook: null, allowedHookCommands: [], ...DEFAULT_CUTOVER },
   };
   if (file) {
     let text: string;
@@ -192,6 +220,18 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
       config.rateLimit = { max: positiveInt(file, 'rateLimit.max', r.max, DEFAULT_RATE_LIMIT.max), timeWindowMs: positiveInt(file, 'rateLimit.timeWindowMs', r.timeWindowMs, DEFAULT_RATE_LIMIT.timeWindowMs) };
     }
     config.firstConnectTimeoutSeconds = positiveInt(file, 'firstConnectTimeoutSeconds', top.firstConnectTimeoutSeconds, DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS);
+    if (top.cutover !== undefined && top.cutover !== null) {
+      const c = top.cutover as Record<string, unknown>;
+      if (typeof c !== 'object' || Array.isArray(c)) fail(file, '"cutover" must be an object');
+      const allowed = c.allowedHookCommands ?? [];
+      if (!Array.isArray(allowed) || allowed.some((a) => typeof a !== 'string' || !path.isAbsolute(a))) fail(file, 'cutover.allowedHookCommands must be an array of absolute paths');
+      config.cutover = {
+        hook: hookOf(file, 'cutover.hook', c.hook),
+        allowedHookCommands: allowed as string[],
+        pauseTimeoutSeconds: positiveInt(file, 'cutover.pauseTimeoutSeconds', c.pauseTimeoutSeconds, DEFAULT_CUTOVER.pauseTimeoutSeconds),
+        drainTimeoutSeconds: positiveInt(file, 'cutover.drainTimeoutSeconds', c.drainTimeoutSeconds, DEFAULT_CUTOVER.drainTimeoutSeconds),
+      };
+    }
     if (top.requireSignedHost !== undefined) {
       if (typeof top.requireSignedHost !== 'boolean') fail(file, '"requireSignedHost" must be true or false');
       config.requireSignedHost = top.requireSignedHost;

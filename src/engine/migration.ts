@@ -90,6 +90,29 @@ export interface MigrationOptions {
    * uses PSYNC and falls back to scan when the source refuses it.
    */
   sourceMode?: 'auto' | 'psync' | 'scan';
+  /**
+   * Where each shard starts, by its master's `host:port` (a cutover: the other side's position
+   * taken while writes were paused). `prefer: 'start'` uses it even when the target holds
+   * checkpoints of this migration (a switch); 'checkpoint' only when it holds none (recovery).
+   */
+  startFrom?: { positions: ReadonlyMap<string, Checkpoint>; prefer: 'start' | 'checkpoint' };
+  /** 'refuse': a source that cannot continue (PSYNC answered with a full resync) fails the shard. */
+  fullResync?: 'allow' | 'refuse';
+}
+
+/** Where one shard of a running migration stands (a cutover waits on these). */
+export interface ShardPosition {
+  /** The master followed, with its credentials. */
+  endpoint: Endpoint;
+  name: string;
+  phase: ShardSync['phase'];
+  replid: string | null;
+  appliedOffset: number;
+  receivedOffset: number;
+  /** Write commands received from the source's stream so far. */
+  writesSeen: number;
+  /** The resume point at the applied offset (null before the stream began). */
+  checkpoint: Checkpoint | null;
 }
 
 const list = (e: Endpoint | Endpoint[]): Endpoint[] => (Array.isArray(e) ? e : [e]);
@@ -126,6 +149,8 @@ export class Migration extends EventEmitter {
   /** Times the target was lost and reconnected (auto mode). */
   private targetReconnects = 0;
   private wakeRetry: (() => void) | null = null;
+  /** The stop came from a cutover: the checkpoints stay, for a switch that may be undone. */
+  private keepCheckpoints = false;
 
   constructor(private readonly options: MigrationOptions) {
     super();
@@ -177,8 +202,27 @@ export class Migration extends EventEmitter {
     };
   }
 
-  /** Ask the migration to stop: the streams are cut, what was sent is drained, run() resolves. */
-  stop(): void {
+  /**
+   * Every PSYNC shard's position, in shard order; empty before the shards exist (connecting)
+   * and in scan mode, which has no offsets.
+   */
+  shardPositions(): ShardPosition[] {
+    return this.shards.flatMap((s) =>
+      s instanceof ShardSync ? [{ endpoint: s.endpoint, name: s.name, phase: s.phase, replid: s.replid, appliedOffset: s.appliedOffset, receivedOffset: s.receivedOffset, writesSeen: s.writesSeen, checkpoint: s.checkpoint() }] : [],
+    );
+  }
+
+  /** Scan mode (no replication offsets: no cutover). */
+  get inScanMode(): boolean {
+    return this.scanReason !== null;
+  }
+
+  /**
+   * Ask the migration to stop: the streams are cut, what was sent is drained, run() resolves.
+   * `keepCheckpoints`: leave them on the target (a cutover stops one direction and may resume it).
+   */
+  stop(opts: { keepCheckpoints?: boolean } = {}): void {
+    if (opts.keepCheckpoints) this.keepCheckpoints = true;
     if (this.stopRequested) return;
     this.stopRequested = true;
     this.options.logger.info('stop requested');
@@ -273,7 +317,7 @@ export class Migration extends EventEmitter {
 
       // What a shard removes before a full resync over its own earlier writes (src/engine/purge.ts).
       const purges = masters.map((m, i) => shardPurge(target, dbs, keyspace.dbs, source.kind === 'cluster' ? source.shards[i]!.slots : null, logger, describeEndpoint(m)));
-      const checkpoints = await this.readCheckpoints(target, masters);
+      const checkpoints = this.startPositions(masters, await this.readCheckpoints(target, masters));
       // How long Ferry may be away before a resync is needed: a warning when under a minute
       // (runs alongside the start, it needs a second of the source's writes to measure).
       if (this.options.method === 'incremental' && !restarted) for (const m of masters) void checkBacklog(m, logger);
@@ -310,7 +354,7 @@ export class Migration extends EventEmitter {
       if (this.targetLost) throw this.targetLost;
       if (this.options.method === 'incremental' && !this.stopRequested) throw new Error('the replication ended without being stopped');
       await target.drain();
-      await this.removeCheckpoints(target, masters);
+      if (!this.keepCheckpoints) await this.removeCheckpoints(target, masters);
       this.setPhase(this.stopRequested && !this.synced ? 'stopped' : 'done');
       return this.progress();
     } catch (e) {
@@ -328,6 +372,21 @@ export class Migration extends EventEmitter {
   /** Per source shard, by its place (shards are ordered by slot): stable across failovers. */
   private checkpointKeyOf(index: number): Buffer | null {
     return this.options.checkpointKey ? shardCheckpointKey(this.options.checkpointKey, index) : null;
+  }
+
+  /** The checkpoints found, or the positions a cutover gives (options.startFrom). */
+  private startPositions(masters: Endpoint[], found: (Checkpoint | null)[]): (Checkpoint | null)[] {
+    const start = this.options.startFrom;
+    if (!start) return found;
+    return masters.map((m, i) => {
+      const given = start.positions.get(describeEndpoint(m)) ?? null;
+      if (given && (start.prefer === 'start' || !found[i])) {
+        // The slot checkpoints of an earlier run describe another position: not used.
+        if (this.clusterSlotCheckpoints[i]) this.clusterSlotCheckpoints[i] = new Map();
+        return given;
+      }
+      return found[i] ?? null;
+    });
   }
 
   /** Per-slot checkpoints found on a cluster target, per shard (see ClusterStreamBackend). */
@@ -405,6 +464,7 @@ export class Migration extends EventEmitter {
       maxPayloadBytes: o.maxPayloadBytes,
       sourceTimeoutMs: o.sourceTimeoutMs,
       onFirstWrite: o.onFirstWrite,
+      fullResync: o.fullResync,
       makeStreamApplier: (stats, applied) => {
         const backend =
           target.kind === 'cluster'

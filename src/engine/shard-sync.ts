@@ -49,6 +49,11 @@ export interface ShardSyncOptions {
   onFirstWrite?: () => void;
   /** No byte from the source for this long, in any stage, fails the link (like repl-timeout). */
   sourceTimeoutMs?: number;
+  /**
+   * 'refuse': a source that answers PSYNC with a full resync fails the shard (FatalShardError)
+   * instead of being copied again: the reverse sync of a cutover must only follow new writes.
+   */
+  fullResync?: 'allow' | 'refuse';
   /** Builds the stream applier; `applied` must be called with each newly applied offset. */
   makeStreamApplier(stats: StreamStats, applied: (offset: number) => void): StreamApplier;
 }
@@ -91,6 +96,26 @@ export class ShardSync {
 
   get name(): string {
     return describeEndpoint(this.options.source);
+  }
+
+  /** The master this shard follows now (with its credentials). */
+  get endpoint(): Endpoint {
+    return this.options.source;
+  }
+
+  /** Offset after the last command the target has applied (and everything before it). */
+  get appliedOffset(): number {
+    return this.link?.appliedOffset ?? this.options.resumeFrom?.appliedOffset ?? 0;
+  }
+
+  /** Offset after the last byte received from the source's stream. */
+  get receivedOffset(): number {
+    return this.link?.receivedOffset ?? 0;
+  }
+
+  /** Write commands handed to the target since the link began (PING, REPLCONF not counted). */
+  get writesSeen(): number {
+    return this.stream.commandsForwarded;
   }
 
   /** Bytes of the (last) snapshot taken in, frozen when the snapshot ends. */
@@ -253,6 +278,9 @@ export class ShardSync {
         maxPayloadBytes: o.maxPayloadBytes,
       },
       syncStarted: (start: SyncStart) => {
+        if (start.mode === 'full' && o.fullResync === 'refuse') {
+          throw new FatalShardError(`source ${this.name} cannot continue from offset ${checkpoint?.appliedOffset ?? '?'} of its history ${checkpoint?.replid ?? '?'} (it offered a full resync instead, which this sync must not do)`);
+        }
         this.resuming = false;
         this.replid = start.replid;
         this.stream.receivedOffset = this.stream.appliedOffset = start.offset;

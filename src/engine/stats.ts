@@ -111,6 +111,8 @@ export interface ScanStats {
 /** A point-in-time view of a migration, for the CLI, the JSON output and (later) the API. */
 export interface MigrationProgress {
   phase: MigrationPhase;
+  /** After a cutover (src/engine/cutover.ts): forward is source → target, reverse the other way. */
+  direction?: 'forward' | 'reverse';
   replid: string | null;
   /** Null until the stream phase has begun (the first shard's; every shard's is in `shards`). */
   checkpoint: Checkpoint | null;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseAddressList, type Endpoint } from '../common/endpoint.js';
 import type { MigrationProgress } from '../engine/stats.js';
-import type { BackupFilesSpec, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
+import type { BackupFilesSpec, TaskCutover, TaskSwitchHook, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
 import type { SecretBox } from './secrets.js';
 import type { TaskStore } from './store.js';
 import { TaskRunner } from './runner.js';
@@ -25,6 +25,14 @@ export interface ManagerOptions {
   workerPolicy?: (task: Task) => AddressPolicySpec | undefined;
   /** resume_mode auto: a task that has never connected fails after this long (default 5 min). */
   firstConnectTimeoutMs?: number;
+  /** Cutover: the hook of tasks that name none, and the limits of the switch (service config `cutover`). */
+  cutover?: CutoverConfig;
+}
+
+export interface CutoverConfig {
+  defaultHook?: TaskSwitchHook | null;
+  pauseTimeoutMs?: number;
+  drainTimeoutMs?: number;
 }
 
 /**
@@ -94,6 +102,8 @@ interface Running {
   permanent?: boolean;
   /** A backup-file import (its outcome is recorded as an import's). */
   isImport?: boolean;
+  /** task_status to return to when the switch in progress fails. */
+  cutoverFallback?: TaskCutover['taskStatus'];
 }
 
 export interface ConfigureInput {
@@ -101,6 +111,7 @@ export interface ConfigureInput {
   dropFlush?: boolean;
   targetConflict?: 'fail' | 'replace' | 'purge-first';
   sourceMode?: 'auto' | 'psync' | 'scan';
+  switchHook?: TaskSwitchHook | null;
   method: MigrationMethodName;
   resumeMode: ResumeMode;
   bandwidthLimitMb: number | null;
@@ -166,6 +177,8 @@ export class TaskManager {
       startedAt: new Date().toISOString(),
       connectedAt: null,
       sourceMode: input.sourceMode ?? 'auto',
+      switchHook: input.switchHook ?? null,
+      cutover: null,
       source: input.source,
       target: input.target,
       error: null,
@@ -179,6 +192,39 @@ export class TaskManager {
       if (e.tls?.insecure) await this.log(task.id, 'WARN', 'TLS_INSECURE', `TLS certificate verification is off for the ${side} (tls.insecure): anyone on the path can read and change the data`);
     }
     this.launch(task);
+    return task;
+  }
+
+  /**
+   * ExchangeInstanceIp (forward → reverse) and RollbackExchangeInstanceIp (reverse → forward):
+   * asynchronous, like DCS's: task_status EXCHANGING / ROLLING_BACK now, then EXCHANGE_SUCCESS /
+   * ROLLBACK_SUCCESS when the worker reports the switch, or back where it was on failure.
+   */
+  async cutover(task: Task, action: 'exchange' | 'rollback', fields: { exchangedIp: string[]; isExchangeDomain: boolean } = { exchangedIp: [], isExchangeDomain: false }): Promise<Task> {
+    const c: TaskCutover = task.cutover ?? { taskStatus: '', direction: 'forward', startFrom: null, last: null };
+    const running = this.running.get(task.id);
+    if (task.migrationType !== 'online_migration' || task.migrationMethod !== 'incremental_migration' || task.status !== 'INCRMIGEATING' || !running || running.isImport) {
+      throw new TaskStateError(`the task is ${task.status}; ${action === 'exchange' ? 'an IP exchange' : 'a rollback'} needs an incremental migration in INCRMIGEATING`);
+    }
+    if (c.taskStatus === 'EXCHANGING' || c.taskStatus === 'ROLLING_BACK') throw new TaskStateError(`a switch is in progress (${c.taskStatus})`);
+    if (action === 'exchange' && c.direction !== 'forward') throw new TaskStateError('the clients are on the target already (EXCHANGE_SUCCESS): roll back first');
+    if (action === 'rollback' && c.direction !== 'reverse') throw new TaskStateError('nothing to roll back: no exchange has succeeded');
+    if (task.stats?.sourceMode?.mode === 'scan') throw new TaskStateError('the task runs in scan mode (no replication offsets): an IP exchange needs PSYNC on both sides');
+    const hook = task.switchHook ?? this.options.cutover?.defaultHook ?? null;
+    if (!hook) throw new TaskStateError('no switch hook: give the task one (SetOnlineMigrationTask switch_hook) or configure cutover.hook in the service config; Ferry cannot move the clients itself');
+    const previous = c.taskStatus;
+    task.cutover = { ...c, taskStatus: action === 'exchange' ? 'EXCHANGING' : 'ROLLING_BACK' };
+    task.updatedAt = new Date().toISOString();
+    await this.store.updateTask(task);
+    await this.log(task.id, 'INFO', action === 'exchange' ? 'EXCHANGE' : 'ROLLBACK', `${action} requested${fields.exchangedIp.length ? ` (exchanged_ip ${fields.exchangedIp.join(',')})` : ''}`);
+    running.cutoverFallback = previous;
+    running.runner.cutover({
+      type: 'cutover',
+      action,
+      hook: 'command' in hook ? { command: hook.command, args: hook.args, timeoutMs: hook.timeoutSeconds ? hook.timeoutSeconds * 1000 : undefined } : { url: hook.url, timeoutMs: hook.timeoutSeconds ? hook.timeoutSeconds * 1000 : undefined },
+      exchangedIp: fields.exchangedIp,
+      isExchangeDomain: fields.isExchangeDomain,
+    });
     return task;
   }
 
@@ -210,6 +256,11 @@ export class TaskManager {
     if (task.migrationType !== 'online_migration' || task.migrationMethod === null || !['FAILED', 'TERMINATED'].includes(task.status)) {
       throw new TaskStateError(`the task is ${task.status}; only a configured online task that failed or was stopped can be restarted`);
     }
+    if (task.cutover?.direction === 'reverse') {
+      throw new TaskStateError('the clients of this task are on the target (exchanged): its reverse sync cannot start over from the switch point without replaying writes; create a new task from the target to the source');
+    }
+    // A restart is a new sync (from checkpoints, else in full): not from an old switch point.
+    if (task.cutover) task.cutover = { ...task.cutover, startFrom: null };
     task.status = 'FULLMIGRATING';
     task.error = null;
     task.stopRequested = false;
@@ -228,6 +279,7 @@ export class TaskManager {
    */
   async delete(projectId: string, ids: readonly string[]): Promise<string[]> {
     const cleanups: Task[] = [];
+    const sourceCleanups: Task[] = [];
     for (const id of ids) {
       const task = await this.store.getTask(projectId, id);
       if (!task) continue;
@@ -240,17 +292,20 @@ export class TaskManager {
         this.running.delete(id);
       }
       if (task.migrationType === 'online_migration' && task.connectedAt && task.target) cleanups.push(task);
+      // After a cutover the reverse sync kept checkpoints on the source (`<name>:reverse:*`).
+      if (task.cutover && task.source) sourceCleanups.push(task);
     }
     const deleted = await this.store.deleteTasks(projectId, ids);
     for (const task of cleanups) this.cleanUpTarget(task);
+    for (const task of sourceCleanups) this.cleanUpTarget(task, 'source');
     return deleted;
   }
 
-  /** Removes a deleted task's checkpoints from its target, in a worker of its own. */
-  private cleanUpTarget(task: Task): void {
+  /** Removes a deleted task's checkpoints from its target (or source, after a cutover), in a worker of its own. */
+  private cleanUpTarget(task: Task, side: 'target' | 'source' = 'target'): void {
     let target: Endpoint[];
     try {
-      target = this.endpointOf(task.target);
+      target = this.endpointOf(side === 'target' ? task.target : task.source);
     } catch {
       return;
     }
@@ -383,6 +438,12 @@ export class TaskManager {
       void this.fail(task.id, (e as Error).message);
       return;
     }
+    if (task.cutover && (task.cutover.taskStatus === 'EXCHANGING' || task.cutover.taskStatus === 'ROLLING_BACK')) {
+      // The worker ended during a switch: the pause lapsed by itself; the direction is the one
+      // recorded when (if) the hook moved the clients.
+      task.cutover.taskStatus = task.cutover.direction === 'reverse' ? 'EXCHANGE_SUCCESS' : task.cutover.last?.ok && task.cutover.last.action === 'rollback' ? 'ROLLBACK_SUCCESS' : '';
+      void this.log(task.id, 'WARN', 'CUTOVER', `the worker ended during a switch; the clients are on the ${task.cutover.direction === 'reverse' ? 'target' : 'source'} side as far as Ferry knows`);
+    }
     const runner = new TaskRunner(
       {
         type: 'start', taskId: task.id, source, target, method: task.migrationMethod === 'incremental_migration' ? 'incremental' : 'full', bandwidthLimitMb: task.bandwidthLimitMb, resumeMode: task.resumeMode, writeErrorPolicy: task.writeErrorPolicy ?? 'fail',
@@ -394,6 +455,9 @@ export class TaskManager {
         // The task's own record, not a key on the target, says whether it has written before.
         priorWrites: !!task.connectedAt,
         sourceMode: task.sourceMode ?? 'auto',
+        direction: task.cutover?.direction ?? 'forward',
+        startFrom: task.cutover?.startFrom ?? null,
+        cutover: { pauseTimeoutMs: this.options.cutover?.pauseTimeoutMs, drainTimeoutMs: this.options.cutover?.drainTimeoutMs },
       },
       (m) => void this.onWorkerMessage(task.id, m),
     );
@@ -459,6 +523,41 @@ export class TaskManager {
         }
         case 'verify-done':
           return;
+        case 'cutover-switched': {
+          // The clients have moved: this is where the task's direction changes, whatever follows.
+          const task = await this.store.getTaskById(taskId);
+          if (!task) return;
+          task.cutover = { ...(task.cutover ?? { taskStatus: '', last: null }), direction: m.direction, startFrom: m.startFrom, taskStatus: task.cutover?.taskStatus ?? '' };
+          await this.store.updateTask(task);
+          return;
+        }
+        case 'cutover-done': {
+          const task = await this.store.getTaskById(taskId);
+          if (!task) return;
+          const r = m.report;
+          const c = task.cutover ?? { taskStatus: '', direction: 'forward', startFrom: null, last: null };
+          task.cutover = {
+            ...c,
+            taskStatus: r.ok ? (r.action === 'exchange' ? 'EXCHANGE_SUCCESS' : 'ROLLBACK_SUCCESS') : (running.cutoverFallback ?? ''),
+            direction: r.direction,
+            startFrom: r.ok ? r.startFrom : c.startFrom,
+            last: {
+              action: r.action,
+              ok: r.ok,
+              at: new Date().toISOString(),
+              pauseMs: r.pauseMs,
+              drainMs: r.drainMs,
+              hook: r.hook ? { description: r.hook.description, ok: r.hook.ok, timedOut: r.hook.timedOut, detail: r.hook.detail, durationMs: r.hook.durationMs } : null,
+              error: r.error,
+            },
+          };
+          task.updatedAt = new Date().toISOString();
+          await this.store.updateTask(task);
+          const what = r.action === 'exchange' ? 'EXCHANGE' : 'ROLLBACK';
+          if (r.ok) await this.log(taskId, 'INFO', `${what}_SUCCESS`, `${r.action} succeeded: writes paused ${r.pauseMs} ms; direction ${r.direction === 'forward' ? 'source → target' : 'target → source'}`);
+          else await this.log(taskId, 'ERROR', `${what}_FAILED`, `${r.action} failed, clients stay where they were: ${r.error}`);
+          return;
+        }
         case 'finished': {
           if (m.permanent) running.permanent = true;
           if (running.isImport) {

@@ -119,6 +119,34 @@ export interface Task {
   workerPid?: number | null;
   /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
   sourceMode?: 'auto' | 'psync' | 'scan';
+  /** Extension: what moves the clients at a cutover (else the service's default hook). */
+  switchHook?: TaskSwitchHook | null;
+  /** Cutover state (absent: never switched, clients on the source). */
+  cutover?: TaskCutover | null;
+}
+
+/** A task's switch hook (SetOnlineMigrationTask `switch_hook`, an extension). */
+export type TaskSwitchHook = { command: string; args?: string[]; timeoutSeconds?: number } | { url: string; timeoutSeconds?: number };
+
+/** DCS's IP-switch sub-state (`task_status`); ROLLING_BACK is Ferry's word for the rollback in progress. */
+export type CutoverTaskStatus = '' | 'EXCHANGING' | 'EXCHANGE_SUCCESS' | 'ROLLING_BACK' | 'ROLLBACK_SUCCESS';
+
+/** Where a task's clients are and how the last switch went (ExchangeInstanceIp / RollbackExchangeInstanceIp). */
+export interface TaskCutover {
+  taskStatus: CutoverTaskStatus;
+  /** forward: source → target (clients on the source); reverse: target → source (clients on the target). */
+  direction: 'forward' | 'reverse';
+  /** Where the running direction started, by master (a restart without checkpoints resumes there). */
+  startFrom: [string, { replid: string; appliedOffset: number; db: number }][] | null;
+  last: {
+    action: 'exchange' | 'rollback';
+    ok: boolean;
+    at: string;
+    pauseMs: number | null;
+    drainMs: number | null;
+    hook: { description: string; ok: boolean; timedOut: boolean; detail: string; durationMs: number } | null;
+    error: string | null;
+  } | null;
 }
 
 export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';

@@ -92,6 +92,11 @@ export class TaskRunner {
     this.child?.kill('SIGKILL');
   }
 
+  /** A cutover request (ExchangeInstanceIp / RollbackExchangeInstanceIp) for the running migration. */
+  cutover(message: Extract<ToWorker, { type: 'cutover' }>): void {
+    this.send(message);
+  }
+
   private send(message: ToWorker): void {
     if (this.child?.connected) this.child.send(message);
   }

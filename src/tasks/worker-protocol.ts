@@ -5,6 +5,9 @@ import type { BackupImportProgress } from '../engine/backup-import.js';
 import type { VerifyReport } from '../verify/index.js';
 import type { AddressPolicySpec } from '../common/address-policy.js';
 import type { TargetConflictPolicy } from '../engine/preflight.js';
+import type { SwitchHook } from '../engine/cutover-hook.js';
+import type { CutoverReport, Direction } from '../engine/cutover.js';
+import type { Checkpoint } from '../engine/stats.js';
 
 /**
  * Messages between the service and the worker process that runs one task's migration. Each
@@ -35,6 +38,20 @@ export interface WorkerStart {
   priorWrites?: boolean;
   /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
   sourceMode?: 'auto' | 'psync' | 'scan';
+  /** After a cutover: the direction to run (reverse: target → source) and where it started. */
+  direction?: Direction;
+  startFrom?: [string, Checkpoint][] | null;
+  /** Cutover limits (ms). */
+  cutover?: { pauseTimeoutMs?: number; drainTimeoutMs?: number };
+}
+
+/** ExchangeInstanceIp / RollbackExchangeInstanceIp: switch the clients with this hook. */
+export interface WorkerCutover {
+  type: 'cutover';
+  action: 'exchange' | 'rollback';
+  hook: SwitchHook;
+  exchangedIp: string[];
+  isExchangeDomain: boolean;
 }
 
 /** The task ended for good (deleted): remove its checkpoints from the target, then exit. */
@@ -79,7 +96,7 @@ export interface WorkerStop {
   type: 'stop';
 }
 
-export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup | WorkerStop | WorkerUpdate;
+export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup | WorkerStop | WorkerUpdate | WorkerCutover;
 
 export interface WorkerProgress {
   type: 'progress';
@@ -117,4 +134,12 @@ export interface WorkerVerifyDone {
   error: string | null;
 }
 
-export type FromWorker = WorkerProgress | WorkerLog | WorkerFinished | WorkerImportProgress | WorkerVerifyDone;
+/**
+ * A cutover's progress: `switched` as soon as the hook has moved the clients (the service
+ * records the new direction before anything else can fail), `done` with the report.
+ */
+export type WorkerCutoverEvent =
+  | { type: 'cutover-switched'; direction: Direction; startFrom: [string, Checkpoint][] }
+  | { type: 'cutover-done'; report: CutoverReport };
+
+export type FromWorker = WorkerProgress | WorkerLog | WorkerFinished | WorkerImportProgress | WorkerVerifyDone | WorkerCutoverEvent;

@@ -3,7 +3,8 @@
  * message, runs the migration, reports progress, logs and the outcome over IPC, and exits.
  */
 import { pino } from 'pino';
-import { Migration } from '../engine/migration.js';
+import { Migration, type MigrationOptions } from '../engine/migration.js';
+import { Cutover, type Direction } from '../engine/cutover.js';
 import type { MigrationProgress } from '../engine/stats.js';
 import { RedisConnection } from '../resp/connection.js';
 import type { Endpoint } from '../common/endpoint.js';
@@ -71,9 +72,11 @@ async function run(start: WorkerStart): Promise<void> {
       }
     },
   });
-  const migration = new Migration({
-    source: start.source,
-    target: start.target,
+  const checkpointName = (d: Direction): string => (d === 'forward' ? `${CHECKPOINT_KEY_PREFIX}${start.taskId}` : `${CHECKPOINT_KEY_PREFIX}${start.taskId}:reverse`);
+  // The migration in either direction (a cutover switches it: src/engine/cutover.ts).
+  const build = (d: Direction, extra: Pick<MigrationOptions, 'startFrom' | 'fullResync'>): Migration => new Migration({
+    source: d === 'forward' ? start.source : start.target,
+    target: d === 'forward' ? start.target : start.source,
     method: start.method,
     logger,
     resumeMode: start.resumeMode,
@@ -81,10 +84,25 @@ async function run(start: WorkerStart): Promise<void> {
     writeErrorPolicy: start.writeErrorPolicy,
     sourceMode: start.sourceMode ?? 'auto',
     // A worker killed mid-stream is started again by the service: it resumes from here.
-    checkpointKey: `${CHECKPOINT_KEY_PREFIX}${start.taskId}`,
-    priorWrites: start.priorWrites,
+    checkpointKey: checkpointName(d),
+    // The reverse direction writes only what follows the switch point into the old source.
+    priorWrites: d === 'reverse' ? true : start.priorWrites,
     dropFlush: start.dropFlush,
-    targetConflict: start.targetConflict,
+    targetConflict: d === 'reverse' ? 'replace' : start.targetConflict,
+    ...extra,
+  });
+  const migration = new Cutover({
+    source: start.source,
+    target: start.target,
+    build,
+    checkpointName,
+    direction: start.direction ?? 'forward',
+    ...(start.startFrom ? { startFrom: new Map(start.startFrom) } : {}),
+    logger,
+    taskId: start.taskId,
+    log: (level, code, message) => send({ type: 'log', level, code, message }),
+    pauseTimeoutMs: start.cutover?.pauseTimeoutMs,
+    drainTimeoutMs: start.cutover?.drainTimeoutMs,
   });
   // Key counts for the stats: summed over every address given (a cluster's masters and
   // replicas would double count, so a cluster counts through its first node's CLUSTER view).
@@ -117,6 +135,14 @@ async function run(start: WorkerStart): Promise<void> {
     if (m.type === 'update') {
       migration.setBandwidthLimit(m.bandwidthLimitMb);
       migration.setResumeMode(m.resumeMode);
+    }
+    if (m.type === 'cutover') {
+      migration
+        .switchOver({ action: m.action, hook: m.hook, exchangedIp: m.exchangedIp, isExchangeDomain: m.isExchangeDomain, onSwitched: (direction, startFrom) => send({ type: 'cutover-switched', direction, startFrom }) })
+        .then(
+          (report) => send({ type: 'cutover-done', report }),
+          (e: Error) => send({ type: 'cutover-done', report: { action: m.action, ok: false, direction: migration.direction, pauseMs: null, drainMs: null, hook: null, error: e.message, startFrom: [] } }),
+        );
     }
   });
   // The service died (kill -9, the OOM killer): its next start runs this task again from the

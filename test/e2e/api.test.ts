@@ -322,7 +322,7 @@ describe('the DCS-compatible API, driven by the Huawei Cloud SDK', () => {
       ['delete with a string', 'DELETE', `/v2/${PROJECT}/migration-tasks/delete`, '{"task_id_list":"x"}', 400, 'DCS.4800', /task_id_list/],
       ['import into an unknown instance', 'POST', `/v2/${PROJECT}/migration-task`, JSON.stringify({ task_name: 'b', migration_type: 'backupfile_import', migration_method: 'full_amount_migration', target_instance: { id: 'x' }, backup_files: { bucket_name: 'b', files: [{ file_name: 'f' }] } }), 404, 'DCS.3022'],
       ['import without files', 'POST', `/v2/${PROJECT}/migration-task`, JSON.stringify({ task_name: 'b', migration_type: 'backupfile_import', migration_method: 'full_amount_migration', target_instance: { addrs: target.addr }, backup_files: { bucket_name: 'b' } }), 400, 'DCS.4800', /backup_files.files/],
-      ['exchange-ip (later)', 'POST', `/v2/${PROJECT}/migration-task/${taskId}/exchange-ip`, '{}', 400, 'DCS.4957'],
+      ['exchange-ip of a task that is not migrating', 'POST', `/v2/${PROJECT}/migration-task/${taskId}/exchange-ip`, '{}', 400, 'DCS.4957'],
       ['stop a task that is not migrating', 'POST', `/v2/${PROJECT}/migration-task/${taskId}/stop`, '', 400, 'DCS.4957'],
       ['huge body', 'POST', configure, Buffer.alloc(3 * 1024 * 1024, 0x20), 413, 'APIGW.0201'],
     ];

@@ -141,6 +141,8 @@ export interface AbortableLoadOptions {
   signal: AbortSignal;
   /** Upper bound, whatever the signal says. */
   maxMs?: number;
+  /** Pause after each pipeline (ms), per connection. Default 0. */
+  pauseMs?: number;
 }
 
 export interface AbortableLoadResult {
@@ -187,6 +189,7 @@ export async function abortableLoad(opts: AbortableLoadOptions): Promise<Abortab
         result.pipelines++;
         result.commands += batch;
         if (replies?.some(([e]) => e)) result.failedPipelines++;
+        if (opts.pauseMs) await new Promise((r) => setTimeout(r, opts.pauseMs));
       } catch {
         result.failedPipelines++;
         await new Promise((r) => setTimeout(r, 50));
