@@ -96,6 +96,18 @@ interface Running {
   isImport?: boolean;
 }
 
+/** A running migration's last report and the rates derived from it (TaskManager.liveProgress). */
+export interface LiveProgress {
+  progress: MigrationProgress;
+  /** KiB/s read from the source, commands (and snapshot keys) written per second. */
+  kbps: number;
+  ops: number;
+  sourceKeys: number | null;
+  targetKeys: number | null;
+  /** Worker restarts of resume_mode auto. */
+  restarts: number;
+}
+
 export interface ConfigureInput {
   writeErrorPolicy: 'fail' | 'skip';
   dropFlush?: boolean;
@@ -284,6 +296,21 @@ export class TaskManager {
 
   isRunning(taskId: string): boolean {
     return this.running.has(taskId);
+  }
+
+  /**
+   * The last progress a running migration's worker reported, with the rates derived from it
+   * (the metrics and the console's progress view); null when no worker runs or none reported.
+   */
+  liveProgress(taskId: string): LiveProgress | null {
+    const running = this.running.get(taskId);
+    if (!running?.progress) return null;
+    return { progress: running.progress, kbps: running.kbps, ops: running.ops, sourceKeys: running.sourceKeys, targetKeys: running.targetKeys, restarts: running.restarts };
+  }
+
+  /** Ids of the tasks a worker runs for now (migrations and imports). */
+  runningTaskIds(): string[] {
+    return [...this.running.keys()];
   }
 
   /** Starts a backup-file import task (status MIGRATING). */
