@@ -30,6 +30,8 @@ export interface ServiceConfig {
   firstConnectTimeoutSeconds: number;
   /** Refuse AK/SK signatures that do not cover the Host header (old Go SDKs did not sign it). */
   requireSignedHost: boolean;
+  /** Scrapers may read GET /metrics (every project) with `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | null;
 }
 
 export const DEFAULT_RATE_LIMIT = { max: 600, timeWindowMs: 60_000 };
@@ -125,6 +127,7 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
     rateLimit: { ...DEFAULT_RATE_LIMIT },
     firstConnectTimeoutSeconds: DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS,
     requireSignedHost: true,
+    metricsToken: null,
   };
   if (file) {
     let text: string;
@@ -192,6 +195,11 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
       config.rateLimit = { max: positiveInt(file, 'rateLimit.max', r.max, DEFAULT_RATE_LIMIT.max), timeWindowMs: positiveInt(file, 'rateLimit.timeWindowMs', r.timeWindowMs, DEFAULT_RATE_LIMIT.timeWindowMs) };
     }
     config.firstConnectTimeoutSeconds = positiveInt(file, 'firstConnectTimeoutSeconds', top.firstConnectTimeoutSeconds, DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS);
+    const metricsToken = stringField(file, 'config', top, 'metricsToken', false);
+    if (metricsToken !== undefined) {
+      if (metricsToken.length < 16) fail(file, '"metricsToken" must be at least 16 characters');
+      config.metricsToken = metricsToken;
+    }
     if (top.requireSignedHost !== undefined) {
       if (typeof top.requireSignedHost !== 'boolean') fail(file, '"requireSignedHost" must be true or false');
       config.requireSignedHost = top.requireSignedHost;
