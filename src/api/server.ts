@@ -12,6 +12,7 @@ import type { TaskStore } from '../tasks/store.js';
 import { recordAudit } from './audit.js';
 import { CONSOLE_HEADER, ConsoleSessions, cookieOf, registerConsole, SESSION_COOKIE } from './console.js';
 import { ServiceMetrics } from './metrics.js';
+import { ProgressHistory, registerProgressRoute } from './progress.js';
 import { ReplayCache } from './auth/replay-cache.js';
 import { DEFAULT_MAX_SKEW_MS, parseSdkDate, verifySignature } from './auth/signature.js';
 import type { CredentialRegistry } from './auth/credentials.js';
@@ -252,6 +253,10 @@ export async function buildServer(deps: ApiDependencies): Promise<FastifyInstanc
     const text = await metrics.render(req.allProjects ? null : req.projectId);
     return reply.type(metrics.contentType).send(text);
   });
+  const history = new ProgressHistory(deps.manager);
+  history.start();
+  app.addHook('onClose', async () => history.stop());
+  registerProgressRoute(app, { store: deps.store, manager: deps.manager, history });
   await registerConsole(app, { sessions, credentials: deps.credentials, consoleDir: deps.consoleDir });
   return app;
 }
