@@ -178,6 +178,8 @@ export async function registerConsole(app: FastifyInstance, opts: { sessions: Co
       reply.header('Referrer-Policy', 'no-referrer');
       return payload;
     });
-    await scope.register(fastifyStatic, { root: dir, prefix: '/console/', index: ['index.html'], redirect: true });
+    await scope.register(fastifyStatic, { root: dir, prefix: '/console/', index: ['index.html'] });
+    // The router ignores trailing slashes, so /console/ is /console, which the wildcard misses.
+    scope.get('/console', (_req, reply) => reply.sendFile('index.html'));
   });
 }

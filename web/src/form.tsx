@@ -73,10 +73,10 @@ function EndpointFields({ side, value, onChange, errors }: { side: 'source' | 't
       <legend>{side === 'source' ? 'Source' : 'Target'}</legend>
       <div class="row" role="radiogroup" aria-label={`${side} given by`}>
         <label class="inline">
-          <input type="radio" name={`${p}.kind`} checked={value.kind === 'addrs'} onChange={() => set({ kind: 'addrs' })} /> Addresses
+          <input type="radio" name={`${p}.kind`} checked={value.kind === 'addrs'} onChange={() => set({ kind: 'addrs' })} /> By addresses
         </label>
         <label class="inline">
-          <input type="radio" name={`${p}.kind`} checked={value.kind === 'id'} onChange={() => set({ kind: 'id' })} /> Registered instance
+          <input type="radio" name={`${p}.kind`} checked={value.kind === 'id'} onChange={() => set({ kind: 'id' })} /> By registered instance
         </label>
       </div>
       {value.kind === 'addrs' ? (
