@@ -57,7 +57,7 @@ export function parseProfiles(text: string): Map<string, Record<string, string>>
 
 /** The profile, or null when no file exists at the default place. A file others can read is refused. */
 function loadProfile(opts: TasksOptions, env: NodeJS.ProcessEnv): Record<string, string> | null {
-  const explicit = opts.credentialsFile ?? env.FERRY_CREDENTIALS_FILE;
+  const explicit = opts.credentialsFile || env.FERRY_CREDENTIALS_FILE || undefined;
   const file = explicit ?? defaultCredentialsFile(env);
   let mode: number;
   try {
@@ -69,10 +69,10 @@ function loadProfile(opts: TasksOptions, env: NodeJS.ProcessEnv): Record<string,
   // As ssh does with private keys: a secret others can read is not used.
   if ((mode & 0o077) !== 0) throw new UsageError(`the credentials file ${file} is readable by others (mode ${(mode & 0o777).toString(8)}): run chmod 600 ${file}`);
   const profiles = parseProfiles(readFileSync(file, 'utf8'));
-  const name = opts.profile ?? env.FERRY_PROFILE ?? 'default';
+  const name = opts.profile || env.FERRY_PROFILE || 'default';
   const profile = profiles.get(name);
   if (!profile) {
-    if (opts.profile ?? env.FERRY_PROFILE) throw new UsageError(`no profile [${name}] in ${file}`);
+    if (opts.profile || env.FERRY_PROFILE) throw new UsageError(`no profile [${name}] in ${file}`);
     return null;
   }
   return profile;
@@ -82,7 +82,7 @@ function loadProfile(opts: TasksOptions, env: NodeJS.ProcessEnv): Record<string,
 export function resolveConnection(opts: TasksOptions, env: NodeJS.ProcessEnv = process.env): { endpoint: string; credential: ClientCredential } {
   if (opts.sk !== undefined) process.stderr.write('ferry: warning: --sk is visible to other users of this machine (ps, shell history); prefer FERRY_SK or the credentials file\n');
   const profile = loadProfile(opts, env) ?? {};
-  const endpoint = opts.endpoint ?? env.FERRY_ENDPOINT ?? profile.endpoint ?? DEFAULT_ENDPOINT;
+  const endpoint = opts.endpoint || env.FERRY_ENDPOINT || profile.endpoint || DEFAULT_ENDPOINT;
   const layers: Record<string, string | undefined>[] = [
     { ak: opts.ak, sk: opts.sk, project_id: opts.projectId, token: opts.token },
     { ak: env.FERRY_AK || undefined, sk: env.FERRY_SK || undefined, project_id: env.FERRY_PROJECT_ID || undefined, token: env.FERRY_TOKEN || undefined },

@@ -329,7 +329,8 @@ export class TaskManager {
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts: 0, streamBase: null, importProgress: null, isImport: true };
     this.running.set(task.id, running);
     runner.launch();
-    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
+    // A task deleted while its worker stops has no record left to update: log it, never crash the service.
+    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
   }
 
   private importFiles(spec: BackupFilesSpec): ImportFiles {
@@ -429,7 +430,8 @@ export class TaskManager {
     runner.launch();
     task.workerPid = runner.pid ?? null;
     void this.store.updateTask(task).catch(() => undefined);
-    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
+    // A task deleted while its worker stops has no record left to update: log it, never crash the service.
+    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
   }
 
   /** Every address of the list: a cluster's nodes, or a master and its replicas. */
