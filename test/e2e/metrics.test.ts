@@ -6,11 +6,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { FerryClient } from '../../src/api/client.js';
 import { rawRequest, signedHeaders } from '../helpers/http.js';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
 import { startService, type Service } from '../helpers/service.js';
 
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PROJECT = '0123456789abcdef0123456789abcdef';
 const OTHER = 'fedcba9876543210fedcba9876543210';
 const AK = 'FERRYMETRICSAK000001';
@@ -152,5 +157,15 @@ describe('GET /metrics', () => {
     await target.client().set('only-on-the-target', 'x');
     await verifyOnce();
     assert.equal(await differences(), 1);
+  });
+
+  it('the Grafana dashboard and the alert rules in docs/ use only metrics the service exposes', async () => {
+    const text = await client.text('/metrics');
+    const exposed = new Set([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap((m) => (m[2] === 'histogram' ? [m[1]!, `${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : [m[1]!])));
+    const dashboard = JSON.parse(readFileSync(path.join(root, 'docs/grafana-dashboard.json'), 'utf8')) as { panels: { targets: { expr: string }[] }[] };
+    const rules = parseYaml(readFileSync(path.join(root, 'docs/prometheus-alerts.yml'), 'utf8')) as { groups: { rules: { expr: string }[] }[] };
+    const exprs = [...dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr)), ...rules.groups.flatMap((g) => g.rules.map((r) => r.expr))];
+    assert.ok(exprs.length > 10);
+    for (const expr of exprs) for (const [name] of expr.matchAll(/ferry_[a-z_]+/g)) assert.ok(exposed.has(name), `${name} (in ${expr}) is exposed`);
   });
 });
