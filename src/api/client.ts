@@ -51,20 +51,8 @@ export class FerryClient {
 
   /** `path` may hold `{project_id}`; an answer ≥ 400 throws ApiCallError with the DCS code. */
   async call<T = Record<string, unknown>>(method: string, path: string, opts: { body?: unknown; query?: Record<string, string | number | undefined> } = {}): Promise<ApiResponse<T>> {
-    const rawPath = path.replace('{project_id}', encodeURIComponent(this.credential.projectId));
-    const rawQuery = queryOf(opts.query);
     const body = opts.body === undefined ? '' : JSON.stringify(opts.body);
-    const headers: Record<string, string> = { host: this.base.host, 'content-type': 'application/json', 'x-project-id': this.credential.projectId };
-    if ('token' in this.credential) headers['x-auth-token'] = this.credential.token;
-    else Object.assign(headers, signRequest({ method, rawPath, rawQuery, headers, body, accessKey: this.credential.ak, secretKey: this.credential.sk }));
-    const url = new URL(rawPath + (rawQuery ? `?${rawQuery}` : ''), this.base);
-    let res: Response;
-    try {
-      res = await fetch(url, { method, headers, body: body === '' ? undefined : body, signal: AbortSignal.timeout(this.timeoutMs) });
-    } catch (e) {
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new ApiCallError(0, cause?.code ?? 'NETWORK', `cannot reach ${this.base.origin}: ${cause?.message ?? (e as Error).message}`);
-    }
+    const res = await this.send(method, path, body, opts.query);
     const text = await res.text();
     let parsed: unknown = {};
     if (text !== '') {
@@ -83,13 +71,25 @@ export class FerryClient {
 
   /** A text answer (GET /metrics). */
   async text(path: string): Promise<string> {
-    const rawPath = path.replace('{project_id}', encodeURIComponent(this.credential.projectId));
-    const headers: Record<string, string> = { host: this.base.host, 'x-project-id': this.credential.projectId };
-    if ('token' in this.credential) headers['x-auth-token'] = this.credential.token;
-    else Object.assign(headers, signRequest({ method: 'GET', rawPath, headers, accessKey: this.credential.ak, secretKey: this.credential.sk }));
-    const res = await fetch(new URL(rawPath, this.base), { headers, signal: AbortSignal.timeout(this.timeoutMs) });
+    const res = await this.send('GET', path, '');
     const text = await res.text();
     if (res.status >= 400) throw new ApiCallError(res.status, String(res.status), text.slice(0, 200));
     return text;
+  }
+
+  /** Signs (or adds the token to) one request and sends it; a transport failure is ApiCallError status 0. */
+  private async send(method: string, path: string, body: string, query?: Record<string, string | number | undefined>): Promise<Response> {
+    const rawPath = path.replace('{project_id}', encodeURIComponent(this.credential.projectId));
+    const rawQuery = queryOf(query);
+    const headers: Record<string, string> = { host: this.base.host, 'content-type': 'application/json', 'x-project-id': this.credential.projectId };
+    if ('token' in this.credential) headers['x-auth-token'] = this.credential.token;
+    else Object.assign(headers, signRequest({ method, rawPath, rawQuery, headers, body, accessKey: this.credential.ak, secretKey: this.credential.sk }));
+    const url = new URL(rawPath + (rawQuery ? `?${rawQuery}` : ''), this.base);
+    try {
+      return await fetch(url, { method, headers, body: body === '' ? undefined : body, signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new ApiCallError(0, cause?.code ?? 'NETWORK', `cannot reach ${this.base.origin}: ${cause?.message ?? (e as Error).message}`);
+    }
   }
 }

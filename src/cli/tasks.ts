@@ -9,6 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApiCallError, FerryClient, type ClientCredential } from '../api/client.js';
+import { formatBytes } from '../common/format.js';
 import { count } from './output.js';
 import { resolvePassword } from './passwords.js';
 
@@ -114,17 +115,7 @@ export function table(headers: string[], rows: (string | number | null | undefin
   return [line(headers), ...cells.map(line)].join('\n') + '\n';
 }
 
-function bytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '-';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
+const bytes = formatBytes;
 
 const out = (text: string): void => void process.stdout.write(text);
 const json = (value: unknown): void => out(`${JSON.stringify(value, null, 2)}\n`);

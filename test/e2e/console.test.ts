@@ -5,7 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,20 @@ export async function launchChromium(): Promise<{ context: BrowserContext; close
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true });
 }
+
+describe('the built console', () => {
+  it('web/dist is the build of web/src (the committed assets are current)', async () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'ferry-console-build-'));
+    try {
+      const { build } = await import('vite');
+      await build({ configFile: path.join(root, 'web/vite.config.ts'), logLevel: 'silent', build: { outDir: out, emptyOutDir: true } });
+      // Asset names carry a hash of their content: the same index.html means the same build.
+      assert.equal(readFileSync(path.join(out, 'index.html'), 'utf8'), readFileSync(path.join(root, 'web/dist/index.html'), 'utf8'), 'web/dist is stale: run npm run build:console');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('the web console, in chromium', () => {
   let service: Service;

@@ -3,6 +3,7 @@
  * the credential; the console never holds the SK. Mutating calls add X-Ferry-Console: 1, which
  * the server requires of cookie-authenticated changes (a cross-site form cannot send it).
  */
+import { formatBytes } from '../../src/common/format';
 
 export class ApiError extends Error {
   constructor(
@@ -144,16 +145,9 @@ export interface LogEntry {
   log_code: string;
 }
 
+/** The CLI's formatter, with an en dash for "unknown". */
 export function fmtBytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '–';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  return n === null || n === undefined ? '–' : formatBytes(n);
 }
 
 export function fmtNum(n: number | null | undefined): string {
