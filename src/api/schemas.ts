@@ -157,6 +157,7 @@ const taskDetail = {
     error: str, error_message: strOrNull,
     source_mode: { ...ext, type: 'string', description: 'The source mode asked for: auto, psync or scan.' },
     source_mode_running: { ...ext, type: ['object', 'null'], description: 'The mode the migration runs in (psync or scan) and why.', properties: { mode: str, reason: strOrNull } },
+    db_map: { ...ext, ...str }, dbs: { ...ext, ...str }, db_prefix: { ...ext, ...str },
   },
 };
 
@@ -240,6 +241,9 @@ export const schemas = {
           enum: ['auto', 'psync', 'scan', null],
           description: 'How the source is read: auto (default: PSYNC, or scan when the source refuses it), psync, scan (SCAN + DUMP and keyspace notifications).',
         },
+        db_map: { ...ext, ...nullable({ type: 'string', maxLength: 1024, pattern: '^\\s*(?:\\d{1,5}\\s*:\\s*\\d{1,5}\\s*(?:,\\s*\\d{1,5}\\s*:\\s*\\d{1,5}\\s*)*)?$' }), description: 'Source db N to target db M: "N:M,N2:M2" (standalone targets; a cluster target has db 0 only).' },
+        dbs: { ...ext, ...nullable({ type: 'string', maxLength: 1024, pattern: '^\\s*(?:\\d{1,5}\\s*(?:,\\s*\\d{1,5}\\s*)*)?$' }), description: 'Migrate only these source dbs: "0,1,5".' },
+        db_prefix: { ...ext, ...nullable({ type: 'string', maxLength: 4096, pattern: '^[^\\p{Cc}]*$' }), description: 'A key prefix per source db: "1=db1:,2=db2:" (keeps dbs apart on a cluster target).' },
       },
     },
     response: ok('Started (status FULLMIGRATING)', shortResult),

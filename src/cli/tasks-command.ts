@@ -61,6 +61,9 @@ export function addTasksCommand(program: Command): void {
     .option('--target-conflict <policy>', 'fail | replace | purge-first')
     .option('--on-write-error <policy>', 'fail | skip')
     .option('--drop-flush', 'do not forward FLUSHALL / FLUSHDB')
+    .option('--db-map <pairs>', 'send source db N to target db M: "N:M,N2:M2"')
+    .option('--dbs <list>', 'migrate only these source dbs: "0,1,5"')
+    .option('--db-prefix <pairs>', 'prefix the keys of source db N: "1=db1:"')
     .action(run('create'));
   tasks.command('stop').description('stop tasks').argument('<task-id...>').option('--wait', 'return once each is stopped').action(run('stop'));
   tasks.command('restart').description('restart failed or stopped online tasks').argument('<task-id...>').action(run('restart'));

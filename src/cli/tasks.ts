@@ -173,6 +173,7 @@ async function show(c: FerryClient, o: TasksOptions, id: string): Promise<number
         ['resume mode', t.resume_mode as string],
         ['bandwidth limit', t.bandwidth_limit_mb ? `${t.bandwidth_limit_mb} MB/s` : 'none'],
         ['source mode', t.source_mode as string],
+        ['db mapping', [t.db_map && `map ${t.db_map}`, t.dbs && `only ${t.dbs}`, t.db_prefix && `prefix ${t.db_prefix}`].filter(Boolean).join(', ') || 'each db to itself'],
         ['source', side(t.source_instance)],
         ['target', side(t.target_instance)],
         ['created', t.created_at as string],
@@ -271,6 +272,9 @@ async function create(c: FerryClient, o: TasksOptions): Promise<number> {
         target_conflict: oneOf(o.targetConflict, 'target-conflict', ['fail', 'replace', 'purge-first'] as const) ?? null,
         write_error_policy: oneOf(o.onWriteError, 'on-write-error', ['fail', 'skip'] as const) ?? null,
         drop_flush: o.dropFlush ? true : null,
+        db_map: (o.dbMap as string | undefined) ?? null,
+        dbs: (o.dbs as string | undefined) ?? null,
+        db_prefix: (o.dbPrefix as string | undefined) ?? null,
       },
     });
     if (o.json) return json({ task_id: id, ...r.body }), EXIT.ok;

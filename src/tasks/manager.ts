@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseAddressList, type Endpoint } from '../common/endpoint.js';
 import type { MigrationProgress } from '../engine/stats.js';
-import type { BackupFilesSpec, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
+import type { BackupFilesSpec, DbMappingSpec, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
 import type { SecretBox } from './secrets.js';
 import type { TaskStore } from './store.js';
 import { TaskRunner } from './runner.js';
@@ -113,6 +113,7 @@ export interface ConfigureInput {
   dropFlush?: boolean;
   targetConflict?: 'fail' | 'replace' | 'purge-first';
   sourceMode?: 'auto' | 'psync' | 'scan';
+  dbMapping?: DbMappingSpec | null;
   method: MigrationMethodName;
   resumeMode: ResumeMode;
   bandwidthLimitMb: number | null;
@@ -178,6 +179,7 @@ export class TaskManager {
       startedAt: new Date().toISOString(),
       connectedAt: null,
       sourceMode: input.sourceMode ?? 'auto',
+      dbMapping: input.dbMapping ?? null,
       source: input.source,
       target: input.target,
       error: null,
@@ -367,7 +369,7 @@ export class TaskManager {
     task.verification = { status: 'running', startedAt: new Date().toISOString(), finishedAt: null, report: null, error: null };
     await this.store.updateTask(task);
     const runner = new TaskRunner(
-      { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs, addressPolicy: this.options.workerPolicy?.(task) },
+      { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs, addressPolicy: this.options.workerPolicy?.(task), dbMapping: task.dbMapping ?? null },
       (m) => {
         if (m.type !== 'verify-done') return;
         void this.finishVerify(task.id, m.report, m.error);
@@ -422,6 +424,7 @@ export class TaskManager {
         // The task's own record, not a key on the target, says whether it has written before.
         priorWrites: !!task.connectedAt,
         sourceMode: task.sourceMode ?? 'auto',
+        dbMapping: task.dbMapping ?? null,
       },
       (m) => void this.onWorkerMessage(task.id, m),
     );

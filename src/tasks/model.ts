@@ -119,6 +119,15 @@ export interface Task {
   workerPid?: number | null;
   /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
   sourceMode?: 'auto' | 'psync' | 'scan';
+  /** Extension: which source dbs go where, in `ferry migrate`'s notation (null: every db to itself). */
+  dbMapping?: DbMappingSpec | null;
+}
+
+/** `--db-map "N:M,..."`, `--dbs "0,1"`, `--db-prefix "1=p:"` of `ferry migrate`, for a task. */
+export interface DbMappingSpec {
+  dbMap: string | null;
+  dbs: string | null;
+  dbPrefix: string | null;
 }
 
 export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';

@@ -5,6 +5,7 @@ import type { BackupImportProgress } from '../engine/backup-import.js';
 import type { VerifyReport } from '../verify/index.js';
 import type { AddressPolicySpec } from '../common/address-policy.js';
 import type { TargetConflictPolicy } from '../engine/preflight.js';
+import type { DbMappingSpec } from './model.js';
 
 /**
  * Messages between the service and the worker process that runs one task's migration. Each
@@ -35,6 +36,8 @@ export interface WorkerStart {
   priorWrites?: boolean;
   /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
   sourceMode?: 'auto' | 'psync' | 'scan';
+  /** Which source dbs go where (the API's db_map, dbs, db_prefix). */
+  dbMapping?: DbMappingSpec | null;
 }
 
 /** The task ended for good (deleted): remove its checkpoints from the target, then exit. */
@@ -73,6 +76,8 @@ export interface WorkerStartVerify {
   rounds: number;
   ttlToleranceMs: number;
   addressPolicy?: AddressPolicySpec;
+  /** The task's db mapping: the verification compares what the migration wrote where. */
+  dbMapping?: DbMappingSpec | null;
 }
 
 export interface WorkerStop {

@@ -133,6 +133,35 @@ describe('ferry tasks', () => {
     assert.match(gone.stderr, /DCS\.4133/);
   });
 
+  it('a full migration with a db mapping (an extension): only source db 3, into target db 5; verify follows the mapping', async () => {
+    const src3 = source.client(3);
+    for (let i = 0; i < 20; i++) await src3.set(`mapped:${i}`, `v${i}`);
+    await source.client(4).set('not-migrated', 'x');
+    // Verify reports target keys that no migrated db accounts for: start from an empty target.
+    await target.client().flushall();
+    const created = await run(['create', '--name', 'cli-mapped', '--method', 'full', '--source', source.addr, '--source-password-file', passwordFile, '--target', target.addr, '--dbs', '3', '--db-map', '3:5', '--json']);
+    assert.equal(created.code, 0, created.stderr);
+    const id = (JSON.parse(created.stdout) as { task_id: string }).task_id;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const status = (JSON.parse((await run(['show', id, '--json'])).stdout) as { status: string }).status;
+      if (status === 'SUCCESS') break;
+      assert.ok(status === 'FULLMIGRATING' && Date.now() < deadline, `status ${status}`);
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    assert.equal(await target.client(5).dbsize(), 20);
+    assert.equal(await target.client(5).get('mapped:7'), 'v7');
+    assert.equal(await target.client(4).exists('not-migrated'), 0);
+    assert.equal(await target.client(3).dbsize(), 0);
+    assert.match((await run(['show', id])).stdout, /^db mapping\s+map 3:5, only 3$/m);
+    const verified = await run(['verify', id, '--json']);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    const bad = await run(['create', '--name', 'cli-bad-map', '--source', source.addr, '--target', target.addr, '--db-map', '3-5']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /DCS\.4800: Invalid db_map in the request/);
+    assert.equal((await run(['delete', '--yes', id])).code, 0);
+  });
+
   it('a bad value is the API error, exit 1, and names the field', async () => {
     const r = await run(['create', '--name', 'bad-addr', '--source', 'not an address', '--target', target.addr]);
     assert.equal(r.code, 1);

@@ -132,6 +132,9 @@ export function TaskForm({ taskId }: { taskId?: string }) {
   const [writeErrorPolicy, setWriteErrorPolicy] = useState('fail');
   const [targetConflict, setTargetConflict] = useState('fail');
   const [dropFlush, setDropFlush] = useState(false);
+  const [dbMap, setDbMap] = useState('');
+  const [dbs, setDbs] = useState('');
+  const [dbPrefix, setDbPrefix] = useState('');
   const [errors, setErrors] = useState<Errors>({});
   const [general, setGeneral] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -180,6 +183,9 @@ export function TaskForm({ taskId }: { taskId?: string }) {
         write_error_policy: writeErrorPolicy,
         target_conflict: targetConflict,
         drop_flush: dropFlush,
+        db_map: dbMap.trim() || null,
+        dbs: dbs.trim() || null,
+        db_prefix: dbPrefix || null,
       });
       location.hash = `#/tasks/${encodeURIComponent(id)}`;
     } catch (e) {
@@ -243,6 +249,15 @@ export function TaskForm({ taskId }: { taskId?: string }) {
               ['fail', 'fail the task'],
               ['skip', 'log, count and skip it'],
             ])}
+            <Field id="db_map" label="Database mapping" errors={errors} hint='Source db to target db: "0:1,2:3" (empty: each db to itself)'>
+              <input {...described('db_map', errors, true)} value={dbMap} onInput={(e) => setDbMap((e.target as HTMLInputElement).value)} spellcheck={false} />
+            </Field>
+            <Field id="dbs" label="Only these source databases" errors={errors} hint='"0,1,5" (empty: all)'>
+              <input {...described('dbs', errors, true)} value={dbs} onInput={(e) => setDbs((e.target as HTMLInputElement).value)} spellcheck={false} />
+            </Field>
+            <Field id="db_prefix" label="Key prefix per source database" errors={errors} hint='"1=db1:,2=db2:" (keeps databases apart on a cluster target)'>
+              <input {...described('db_prefix', errors, true)} value={dbPrefix} onInput={(e) => setDbPrefix((e.target as HTMLInputElement).value)} spellcheck={false} />
+            </Field>
             <label class="inline">
               <input type="checkbox" id="drop_flush" checked={dropFlush} onChange={(e) => setDropFlush((e.target as HTMLInputElement).checked)} /> Do not forward FLUSHALL / FLUSHDB
             </label>
