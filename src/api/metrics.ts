@@ -91,10 +91,10 @@ export class ServiceMetrics {
       const live: LiveProgress | null = this.manager.liveProgress(t.id);
       if (!live) {
         // Not running: what the task record kept of its last run.
+        // (The counters per code and shard are a running worker's; they end with it.)
         if (t.stats) {
           progress.set(l, t.stats.fullMigrationProgress);
           keysDone.set(l, t.stats.keysMigrated);
-          refused.inc({ ...l, code: 'all' }, t.stats.writeErrors);
         }
         continue;
       }
