@@ -3,6 +3,7 @@
  * project's one SDK-HMAC-SHA256 signer (./auth/signature.ts) the way Huawei Cloud's SDKs sign
  * them (host, content-type, x-project-id, x-sdk-date), or sent with an X-Auth-Token.
  */
+import { randomUUID } from 'node:crypto';
 import { signRequest } from './auth/signature.js';
 
 export type ClientCredential = { ak: string; sk: string; projectId: string } | { token: string; projectId: string };
@@ -81,7 +82,9 @@ export class FerryClient {
   private async send(method: string, path: string, body: string, query?: Record<string, string | number | undefined>): Promise<Response> {
     const rawPath = path.replace('{project_id}', encodeURIComponent(this.credential.projectId));
     const rawQuery = queryOf(query);
-    const headers: Record<string, string> = { host: this.base.host, 'content-type': 'application/json', 'x-project-id': this.credential.projectId };
+    // A signed nonce: two identical calls within one second would otherwise carry the same
+    // signature, and the server refuses the second one as a replay.
+    const headers: Record<string, string> = { host: this.base.host, 'content-type': 'application/json', 'x-project-id': this.credential.projectId, 'x-ferry-nonce': randomUUID() };
     if ('token' in this.credential) headers['x-auth-token'] = this.credential.token;
     else Object.assign(headers, signRequest({ method, rawPath, rawQuery, headers, body, accessKey: this.credential.ak, secretKey: this.credential.sk }));
     const url = new URL(rawPath + (rawQuery ? `?${rawQuery}` : ''), this.base);
