@@ -68,7 +68,7 @@ describe('the web console, in chromium', () => {
 
   before(async () => {
     mkdirSync(OUT, { recursive: true });
-    [source, target] = await Promise.all([startRedis({ password: 'console-src-pass' }), startRedis()]);
+    [source, target] = await Promise.all([startRedis({ password: 'console-src-pass', config: { 'repl-diskless-sync-delay': '0' } }), startRedis()]);
     service = await startService({ credentials: [{ ak: AK, sk: SK, projectId: PROJECT }] });
     browser = await launchChromium();
     page = await browser.context.newPage();

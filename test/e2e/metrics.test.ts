@@ -46,7 +46,7 @@ describe('GET /metrics', () => {
   let taskId: string;
 
   before(async () => {
-    [source, target] = await Promise.all([startRedis({ password: SOURCE_PASSWORD }), startRedis()]);
+    [source, target] = await Promise.all([startRedis({ password: SOURCE_PASSWORD, config: { 'repl-diskless-sync-delay': '0' } }), startRedis()]);
     service = await startService({
       credentials: [
         { ak: AK, sk: SK, projectId: PROJECT },

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { FerryClient } from '../../src/api/client.js';
 import { parseProfiles, table } from '../../src/cli/tasks.js';
 import { closedPort, startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
 import { ferry } from '../helpers/run-cli.js';
@@ -28,11 +29,12 @@ describe('ferry tasks', () => {
   let taskId: string;
   /** No credential from the test's own environment; the profile in a private config dir. */
   let env: Record<string, string>;
+  let api: FerryClient;
 
   const run = (args: string[], extra: Record<string, string> = {}) => ferry(['tasks', ...args], { ...env, ...extra });
 
   before(async () => {
-    [source, target] = await Promise.all([startRedis({ password: SOURCE_PASSWORD }), startRedis()]);
+    [source, target] = await Promise.all([startRedis({ password: SOURCE_PASSWORD, config: { 'repl-diskless-sync-delay': '0' } }), startRedis()]);
     service = await startService({ credentials: [{ ak: AK, sk: SK, projectId: PROJECT }, { token: TOKEN, projectId: PROJECT }] });
     home = mkdtempSync(path.join(os.tmpdir(), 'ferry-cli-home-'));
     mkdirSync(path.join(home, 'ferry'), { recursive: true });
@@ -41,6 +43,7 @@ describe('ferry tasks', () => {
     writeFileSync(passwordFile, `${SOURCE_PASSWORD}\n`, { mode: 0o600 });
     env = { XDG_CONFIG_HOME: home, FERRY_AK: '', FERRY_SK: '', FERRY_PROJECT_ID: '', FERRY_TOKEN: '', FERRY_ENDPOINT: '', FERRY_PROFILE: '', FERRY_CREDENTIALS_FILE: '' };
     for (let i = 0; i < 50; i++) await source.client().set(`cli:${i}`, `v${i}`);
+    api = new FerryClient(service.endpoint, { ak: AK, sk: SK, projectId: PROJECT });
   });
 
   after(async () => {
@@ -63,15 +66,17 @@ describe('ferry tasks', () => {
     const body = JSON.parse(created.stdout) as { task_id: string; status: string };
     taskId = body.task_id;
     assert.equal(body.status, 'FULLMIGRATING');
+    // Waiting in-process (a CLI run per poll would cost a node start each); the CLI's own view after.
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const r = await run(['stats', taskId, '--json']);
-      assert.equal(r.code, 0, r.stderr);
-      const p = JSON.parse(r.stdout) as { phase: string; stream: { lag_bytes: number | null } };
+      const p = (await api.call<{ phase: string; stream: { lag_bytes: number | null } }>('GET', `/v2/{project_id}/migration-task/${taskId}/progress`)).body;
       if (p.phase === 'incremental' && p.stream.lag_bytes === 0) break;
-      if (Date.now() > deadline) assert.fail(`never caught up: ${r.stdout}`);
-      await new Promise((res) => setTimeout(res, 300));
+      if (Date.now() > deadline) assert.fail(`never caught up: ${JSON.stringify(p)}`);
+      await new Promise((res) => setTimeout(res, 200));
     }
+    const stats = await run(['stats', taskId, '--json']);
+    assert.equal(stats.code, 0, stats.stderr);
+    assert.equal((JSON.parse(stats.stdout) as { stream: { lag_bytes: number } }).stream.lag_bytes, 0);
     const human = await run(['stats', taskId]);
     assert.equal(human.code, 0);
     assert.match(human.stdout, /^phase\s+incremental$/m);
@@ -144,7 +149,7 @@ describe('ferry tasks', () => {
     const id = (JSON.parse(created.stdout) as { task_id: string }).task_id;
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const status = (JSON.parse((await run(['show', id, '--json'])).stdout) as { status: string }).status;
+      const status = (await api.call<{ status: string }>('GET', `/v2/{project_id}/migration-task/${id}`)).body.status;
       if (status === 'SUCCESS') break;
       assert.ok(status === 'FULLMIGRATING' && Date.now() < deadline, `status ${status}`);
       await new Promise((res) => setTimeout(res, 300));
