@@ -42,6 +42,20 @@ fi
 export REDIS_SERVER="$resolved"
 echo "test.sh: using $REDIS_SERVER: $("$REDIS_SERVER" --version)"
 
+# (b2) chromium, for the console's browser tests (playwright-core drives Debian's chromium)
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$CHROMIUM" ]] && [[ "$CHROMIUM" == /usr/bin/chromium ]] && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  echo "test.sh: $CHROMIUM not found, installing chromium with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y chromium
+fi
+if [[ ! -x "$CHROMIUM" ]]; then
+  echo "chromium not found at $CHROMIUM: install it (Debian/Ubuntu: sudo apt-get install chromium) or set CHROMIUM=/path/to/chromium" >&2
+  exit 1
+fi
+export CHROMIUM
+
 # (c) typecheck (sources and tests) and build
 npx tsc -p tsconfig.test.json
 npm run build

@@ -7,6 +7,7 @@
 import { Command } from 'commander';
 import { addRoleOptions } from './cli/endpoints.js';
 import { printFailure } from './cli/output.js';
+import { addTasksCommand } from './cli/tasks-command.js';
 
 const VERSION = '0.1.0';
 
@@ -99,6 +100,8 @@ program
     const { serveCommand } = await import('./cli/serve.js');
     await serveCommand(opts);
   });
+
+addTasksCommand(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   printFailure(e.message);

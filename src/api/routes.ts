@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AddressPolicyError, checkAddress, type AddressPolicy } from '../common/address-policy.js';
 import type { EndpointTls } from '../common/endpoint.js';
 import { TaskManager, TaskStateError } from '../tasks/manager.js';
-import type { LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskSwitchHook } from '../tasks/model.js';
+import type { DbMappingSpec, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskSwitchHook } from '../tasks/model.js';
+import { DbMapper } from '../engine/db-map.js';
 import { Errors } from './errors.js';
 import { normalizeAddress } from './instances.js';
 import { schemas } from './schemas.js';
@@ -55,6 +56,24 @@ function verificationView(task: Task): Record<string, unknown> {
     differences: report?.differences ?? [],
     error: v.error,
   };
+}
+
+/** db_map, dbs and db_prefix checked the way the engine reads them (null when none is given). */
+function dbMappingOf(b: { db_map?: string | null; dbs?: string | null; db_prefix?: string | null }): DbMappingSpec | null {
+  const spec: DbMappingSpec = { dbMap: b.db_map?.trim() || null, dbs: b.dbs?.trim() || null, dbPrefix: b.db_prefix || null };
+  if (!spec.dbMap && !spec.dbs && !spec.dbPrefix) return null;
+  for (const [field, check] of [
+    ['db_map', () => DbMapper.parse(spec.dbMap ?? undefined)],
+    ['dbs', () => DbMapper.parseDbList(spec.dbs ?? undefined)],
+    ['db_prefix', () => DbMapper.parsePrefixes(spec.dbPrefix ?? undefined)],
+  ] as const) {
+    try {
+      check();
+    } catch (e) {
+      throw Errors.invalidParameter(field, `${(e as Error).message.replace(/^invalid --[a-z-]+ /, 'Invalid value ')}.`);
+    }
+  }
+  return spec;
 }
 
 /** Body limits per operation: small, except where a list of ids or files may be long. */
@@ -221,8 +240,12 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
       target_conflict?: 'fail' | 'replace' | 'purge-first' | null;
       source_mode?: 'auto' | 'psync' | 'scan' | null;
       switch_hook?: { command?: string; args?: string[] | null; url?: string; timeout_seconds?: number | null } | null;
+      db_map?: string | null;
+      dbs?: string | null;
+      db_prefix?: string | null;
     };
     const switchHook = await hookOf(req.projectId, b.switch_hook ?? null);
+    const dbMapping = dbMappingOf(b);
     const source = await resolveEndpoint(req.projectId, 'source_instance', b.source_instance);
     const target = await resolveEndpoint(req.projectId, 'target_instance', b.target_instance);
     // The obvious case at once; other spellings of one server (a name, a proxy, a replica) are
@@ -246,6 +269,8 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
         sourceMode: b.source_mode ?? 'auto',
         // Extension: what moves the clients at a cutover.
         switchHook,
+        // Extension: which source dbs go where (`ferry migrate`'s --db-map, --dbs, --db-prefix).
+        dbMapping,
       }),
     );
     return { id: started.id, name: started.name, status: started.status, error: '' };

@@ -174,6 +174,7 @@ const taskDetail = {
         },
       },
     },
+    db_map: { ...ext, ...str }, dbs: { ...ext, ...str }, db_prefix: { ...ext, ...str },
   },
 };
 
@@ -275,6 +276,9 @@ export const schemas = {
             },
           ],
         },
+        db_map: { ...ext, ...nullable({ type: 'string', maxLength: 1024, pattern: '^\\s*(?:\\d{1,5}\\s*:\\s*\\d{1,5}\\s*(?:,\\s*\\d{1,5}\\s*:\\s*\\d{1,5}\\s*)*)?$' }), description: 'Source db N to target db M: "N:M,N2:M2" (standalone targets; a cluster target has db 0 only).' },
+        dbs: { ...ext, ...nullable({ type: 'string', maxLength: 1024, pattern: '^\\s*(?:\\d{1,5}\\s*(?:,\\s*\\d{1,5}\\s*)*)?$' }), description: 'Migrate only these source dbs: "0,1,5".' },
+        db_prefix: { ...ext, ...nullable({ type: 'string', maxLength: 4096, pattern: '^[^\\p{Cc}]*$' }), description: 'A key prefix per source db: "1=db1:,2=db2:" (keeps dbs apart on a cluster target).' },
       },
     },
     response: ok('Started (status FULLMIGRATING)', shortResult),

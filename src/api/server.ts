@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
@@ -10,6 +10,9 @@ import type { TaskManager } from '../tasks/manager.js';
 import type { SecretBox } from '../tasks/secrets.js';
 import type { TaskStore } from '../tasks/store.js';
 import { recordAudit } from './audit.js';
+import { CONSOLE_HEADER, ConsoleSessions, cookieOf, registerConsole, SESSION_COOKIE } from './console.js';
+import { ServiceMetrics } from './metrics.js';
+import { ProgressHistory, registerProgressRoute } from './progress.js';
 import { ReplayCache } from './auth/replay-cache.js';
 import { DEFAULT_MAX_SKEW_MS, parseSdkDate, verifySignature } from './auth/signature.js';
 import type { CredentialRegistry } from './auth/credentials.js';
@@ -36,6 +39,12 @@ export interface ApiDependencies {
   requireSignedHost?: boolean;
   /** Commands a task may name as its switch hook (service config cutover.allowedHookCommands). */
   allowedHookCommands?: readonly string[];
+  /** `Authorization: Bearer <metricsToken>` is accepted on GET /metrics (every project's tasks). */
+  metricsToken?: string | null;
+  /** The built console (default web/dist); null: no console. */
+  consoleDir?: string | null;
+  /** Console sessions (default: a fresh in-memory store). */
+  sessions?: ConsoleSessions;
 }
 
 /** Bodies past this are cut off at once; below it the excess is read and discarded, then 413. */
@@ -61,8 +70,12 @@ declare module 'fastify' {
     errorCode: string;
     /** Tasks the request acted on (audit log). */
     auditTaskIds: string[];
+    /** Authenticated with the metrics token: sees every project's tasks on /metrics only. */
+    allProjects: boolean;
   }
   interface FastifyContextConfig {
+    /** Also accepts `Authorization: Bearer <metricsToken>` (GET /metrics). */
+    metricsBearer?: boolean;
     /** No authentication (the OpenAPI document). */
     public?: boolean;
     /** An empty body stands for `{}` (optional bodies). */
@@ -131,6 +144,8 @@ export async function buildServer(deps: ApiDependencies): Promise<FastifyInstanc
   app.decorateRequest('authFailure', null);
   app.decorateRequest('errorCode', '');
   app.decorateRequest('auditTaskIds', null as unknown as string[]);
+  app.decorateRequest('allProjects', false);
+  const sessions = deps.sessions ?? new ConsoleSessions();
 
   app.setValidatorCompiler(validatorCompiler);
   // Response schemas are documentation (OpenAPI); answers are serialised as they are built.
@@ -197,7 +212,7 @@ export async function buildServer(deps: ApiDependencies): Promise<FastifyInstanc
     req.rateKey = `ip:${req.ip}`;
     if (req.routeOptions.url === undefined || req.routeOptions.config.public) return;
     try {
-      authenticate(req, deps, replays);
+      authenticate(req, deps, replays, sessions);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       req.authFailure = e;
@@ -233,6 +248,18 @@ export async function buildServer(deps: ApiDependencies): Promise<FastifyInstanc
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
   registerRoutes(app, { ...deps, addressPolicy: policy });
+
+  // Prometheus metrics: the API's own authentication (the caller's project), or the metrics token (all).
+  const metrics = new ServiceMetrics(deps.store, deps.manager);
+  app.get('/metrics', { config: { metricsBearer: true }, schema: { hide: true } }, async (req, reply) => {
+    const text = await metrics.render(req.allProjects ? null : req.projectId);
+    return reply.type(metrics.contentType).send(text);
+  });
+  const history = new ProgressHistory(deps.manager);
+  history.start();
+  app.addHook('onClose', async () => history.stop());
+  registerProgressRoute(app, { store: deps.store, manager: deps.manager, history });
+  await registerConsole(app, { sessions, credentials: deps.credentials, consoleDir: deps.consoleDir });
   return app;
 }
 
@@ -263,7 +290,18 @@ function toApiError(error: unknown, req: FastifyRequest, logger: Logger): ApiErr
 }
 
 /** AK/SK signature or X-Auth-Token; sets projectId, actor and rateKey, or throws APIGW.0301. */
-function authenticate(req: FastifyRequest, deps: ApiDependencies, replays: ReplayCache): void {
+function authenticate(req: FastifyRequest, deps: ApiDependencies, replays: ReplayCache, sessions: ConsoleSessions): void {
+  const bearer = /^Bearer\s+(\S+)$/i.exec(header(req, 'authorization') ?? '')?.[1];
+  if (bearer !== undefined && req.routeOptions.config.metricsBearer) {
+    const wanted = deps.metricsToken;
+    const given = createHash('sha256').update(bearer).digest();
+    const ok = timingSafeEqual(given, createHash('sha256').update(wanted || 'no metrics token').digest()) && !!wanted;
+    if (!ok) throw Errors.unauthenticated(wanted ? 'the metrics token is not valid' : 'no metricsToken is configured: sign the request (AK/SK) or use X-Auth-Token');
+    req.allProjects = true;
+    req.actor = 'metrics-token';
+    req.rateKey = 'metrics-token';
+    return;
+  }
   const token = header(req, 'x-auth-token');
   if (token !== undefined) {
     const project = deps.credentials.projectOfToken(token);
@@ -272,6 +310,17 @@ function authenticate(req: FastifyRequest, deps: ApiDependencies, replays: Repla
     req.projectId = project;
     req.actor = `token:${id}`;
     req.rateKey = `token:${id}`;
+    return;
+  }
+  const sessionId = header(req, 'authorization') === undefined ? cookieOf(req, SESSION_COOKIE) : undefined;
+  if (sessionId !== undefined && sessionId !== '') {
+    // The console's session cookie (src/api/console.ts).
+    const s = sessions.get(sessionId);
+    if (!s) throw Errors.unauthenticated('the console session has expired or was signed out: sign in again');
+    if (MUTATING.has(req.method) && header(req, CONSOLE_HEADER) !== '1') throw Errors.unauthenticated(`a change made with the console's session cookie needs the ${CONSOLE_HEADER} header`);
+    req.projectId = s.projectId;
+    req.actor = `console:${s.actor}`;
+    req.rateKey = s.actor;
     return;
   }
   if (header(req, 'authorization') === undefined) throw Errors.unauthenticated('no Authorization (AK/SK) or X-Auth-Token header');

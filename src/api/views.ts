@@ -87,6 +87,9 @@ export function taskDetail(t: Task): Record<string, unknown> {
     // Ferry extensions: the source mode asked for, and the one running (and why).
     source_mode: t.sourceMode ?? 'auto',
     source_mode_running: t.stats?.sourceMode ?? null,
+    db_map: t.dbMapping?.dbMap ?? '',
+    dbs: t.dbMapping?.dbs ?? '',
+    db_prefix: t.dbMapping?.dbPrefix ?? '',
     cutover: cutoverView(t),
   };
 }

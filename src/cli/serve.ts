@@ -101,12 +101,14 @@ export async function serveCommand(opts: ServeOptions): Promise<void> {
     rateLimit: config.rateLimit,
     requireSignedHost: config.requireSignedHost,
     allowedHookCommands: config.cutover.allowedHookCommands,
+    metricsToken: config.metricsToken,
   });
   await manager.recover();
   await app.listen({ host, port });
   const address = app.server.address();
   const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : opts.listen;
   process.stdout.write(`Ferry is listening on http://${shown} (data in ${dataDir})\n`);
+  process.stdout.write(`Console: http://${shown}/console/  Metrics: http://${shown}/metrics\n`);
   logger.info({ listen: shown, dataDir }, 'service started');
 
   await new Promise<void>((resolve) => {

@@ -37,6 +37,8 @@ export interface ServiceConfig {
    * takes only these), and the limits of the switch.
    */
   cutover: { hook: TaskSwitchHook | null; allowedHookCommands: string[]; pauseTimeoutSeconds: number; drainTimeoutSeconds: number };
+  /** Scrapers may read GET /metrics (every project) with `Authorization: Bearer <metricsToken>`. */
+  metricsToken: string | null;
 }
 
 export const DEFAULT_CUTOVER = { pauseTimeoutSeconds: 5, drainTimeoutSeconds: 10 };
@@ -153,6 +155,7 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
     firstConnectTimeoutSeconds: DEFAULT_FIRST_CONNECT_TIMEOUT_SECONDS,
     requireSignedHost: true,
     cutover: { hook: null, allowedHookCommands: [], ...DEFAULT_CUTOVER },
+    metricsToken: null,
   };
   if (file) {
     let text: string;
@@ -231,6 +234,11 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
         pauseTimeoutSeconds: positiveInt(file, 'cutover.pauseTimeoutSeconds', c.pauseTimeoutSeconds, DEFAULT_CUTOVER.pauseTimeoutSeconds),
         drainTimeoutSeconds: positiveInt(file, 'cutover.drainTimeoutSeconds', c.drainTimeoutSeconds, DEFAULT_CUTOVER.drainTimeoutSeconds),
       };
+    }
+    const metricsToken = stringField(file, 'config', top, 'metricsToken', false);
+    if (metricsToken !== undefined) {
+      if (metricsToken.length < 16) fail(file, '"metricsToken" must be at least 16 characters');
+      config.metricsToken = metricsToken;
     }
     if (top.requireSignedHost !== undefined) {
       if (typeof top.requireSignedHost !== 'boolean') fail(file, '"requireSignedHost" must be true or false');

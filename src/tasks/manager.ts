@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { parseAddressList, type Endpoint } from '../common/endpoint.js';
 import type { MigrationProgress } from '../engine/stats.js';
-import type { BackupFilesSpec, TaskCutover, TaskSwitchHook, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
+import type { BackupFilesSpec, DbMappingSpec, TaskCutover, TaskSwitchHook, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
 import type { SecretBox } from './secrets.js';
 import type { TaskStore } from './store.js';
 import { TaskRunner } from './runner.js';
@@ -106,12 +106,25 @@ interface Running {
   cutoverFallback?: TaskCutover['taskStatus'];
 }
 
+/** A running migration's last report and the rates derived from it (TaskManager.liveProgress). */
+export interface LiveProgress {
+  progress: MigrationProgress;
+  /** KiB/s read from the source, commands (and snapshot keys) written per second. */
+  kbps: number;
+  ops: number;
+  sourceKeys: number | null;
+  targetKeys: number | null;
+  /** Worker restarts of resume_mode auto. */
+  restarts: number;
+}
+
 export interface ConfigureInput {
   writeErrorPolicy: 'fail' | 'skip';
   dropFlush?: boolean;
   targetConflict?: 'fail' | 'replace' | 'purge-first';
   sourceMode?: 'auto' | 'psync' | 'scan';
   switchHook?: TaskSwitchHook | null;
+  dbMapping?: DbMappingSpec | null;
   method: MigrationMethodName;
   resumeMode: ResumeMode;
   bandwidthLimitMb: number | null;
@@ -179,6 +192,7 @@ export class TaskManager {
       sourceMode: input.sourceMode ?? 'auto',
       switchHook: input.switchHook ?? null,
       cutover: null,
+      dbMapping: input.dbMapping ?? null,
       source: input.source,
       target: input.target,
       error: null,
@@ -210,6 +224,10 @@ export class TaskManager {
     if (action === 'exchange' && c.direction !== 'forward') throw new TaskStateError('the clients are on the target already (EXCHANGE_SUCCESS): roll back first');
     if (action === 'rollback' && c.direction !== 'reverse') throw new TaskStateError('nothing to roll back: no exchange has succeeded');
     if (task.stats?.sourceMode?.mode === 'scan') throw new TaskStateError('the task runs in scan mode (no replication offsets): an IP exchange needs PSYNC on both sides');
+    const m = task.dbMapping;
+    if (m && (m.dbMap || m.dbs || m.dbPrefix)) {
+      throw new TaskStateError('the task maps, selects or prefixes dbs (db_map, dbs, db_prefix): the reverse sync would need the inverse mapping, so an IP exchange is not offered');
+    }
     const hook = task.switchHook ?? this.options.cutover?.defaultHook ?? null;
     if (!hook) throw new TaskStateError('no switch hook: give the task one (SetOnlineMigrationTask switch_hook) or configure cutover.hook in the service config; Ferry cannot move the clients itself');
     const previous = c.taskStatus;
@@ -341,6 +359,21 @@ export class TaskManager {
     return this.running.has(taskId);
   }
 
+  /**
+   * The last progress a running migration's worker reported, with the rates derived from it
+   * (the metrics and the console's progress view); null when no worker runs or none reported.
+   */
+  liveProgress(taskId: string): LiveProgress | null {
+    const running = this.running.get(taskId);
+    if (!running?.progress) return null;
+    return { progress: running.progress, kbps: running.kbps, ops: running.ops, sourceKeys: running.sourceKeys, targetKeys: running.targetKeys, restarts: running.restarts };
+  }
+
+  /** Ids of the tasks a worker runs for now (migrations and imports). */
+  runningTaskIds(): string[] {
+    return [...this.running.keys()];
+  }
+
   /** Starts a backup-file import task (status MIGRATING). */
   async startImport(task: Task): Promise<void> {
     const spec = task.backupFiles!;
@@ -357,7 +390,8 @@ export class TaskManager {
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts: 0, streamBase: null, importProgress: null, isImport: true };
     this.running.set(task.id, running);
     runner.launch();
-    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
+    // A task deleted while its worker stops has no record left to update: log it, never crash the service.
+    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
   }
 
   private importFiles(spec: BackupFilesSpec): ImportFiles {
@@ -394,7 +428,7 @@ export class TaskManager {
     task.verification = { status: 'running', startedAt: new Date().toISOString(), finishedAt: null, report: null, error: null };
     await this.store.updateTask(task);
     const runner = new TaskRunner(
-      { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs, addressPolicy: this.options.workerPolicy?.(task) },
+      { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs, addressPolicy: this.options.workerPolicy?.(task), dbMapping: task.dbMapping ?? null },
       (m) => {
         if (m.type !== 'verify-done') return;
         void this.finishVerify(task.id, m.report, m.error);
@@ -458,6 +492,7 @@ export class TaskManager {
         direction: task.cutover?.direction ?? 'forward',
         startFrom: task.cutover?.startFrom ?? null,
         cutover: { pauseTimeoutMs: this.options.cutover?.pauseTimeoutMs, drainTimeoutMs: this.options.cutover?.drainTimeoutMs },
+        dbMapping: task.dbMapping ?? null,
       },
       (m) => void this.onWorkerMessage(task.id, m),
     );
@@ -466,7 +501,8 @@ export class TaskManager {
     runner.launch();
     task.workerPid = runner.pid ?? null;
     void this.store.updateTask(task).catch(() => undefined);
-    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit));
+    // A task deleted while its worker stops has no record left to update: log it, never crash the service.
+    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
   }
 
   /** Every address of the list: a cluster's nodes, or a master and its replicas. */

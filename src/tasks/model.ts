@@ -123,6 +123,8 @@ export interface Task {
   switchHook?: TaskSwitchHook | null;
   /** Cutover state (absent: never switched, clients on the source). */
   cutover?: TaskCutover | null;
+  /** Extension: which source dbs go where, in `ferry migrate`'s notation (null: every db to itself). */
+  dbMapping?: DbMappingSpec | null;
 }
 
 /** A task's switch hook (SetOnlineMigrationTask `switch_hook`, an extension). */
@@ -147,6 +149,13 @@ export interface TaskCutover {
     hook: { description: string; ok: boolean; timedOut: boolean; detail: string; durationMs: number } | null;
     error: string | null;
   } | null;
+}
+
+/** `--db-map "N:M,..."`, `--dbs "0,1"`, `--db-prefix "1=p:"` of `ferry migrate`, for a task. */
+export interface DbMappingSpec {
+  dbMap: string | null;
+  dbs: string | null;
+  dbPrefix: string | null;
 }
 
 export type LogLevel = 'INFO' | 'WARN' | 'ERROR' | 'DEBUG';

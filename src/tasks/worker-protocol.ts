@@ -8,6 +8,7 @@ import type { TargetConflictPolicy } from '../engine/preflight.js';
 import type { SwitchHook } from '../engine/cutover-hook.js';
 import type { CutoverReport, Direction } from '../engine/cutover.js';
 import type { Checkpoint } from '../engine/stats.js';
+import type { DbMappingSpec } from './model.js';
 
 /**
  * Messages between the service and the worker process that runs one task's migration. Each
@@ -43,6 +44,8 @@ export interface WorkerStart {
   startFrom?: [string, Checkpoint][] | null;
   /** Cutover limits (ms). */
   cutover?: { pauseTimeoutMs?: number; drainTimeoutMs?: number };
+  /** Which source dbs go where (the API's db_map, dbs, db_prefix). */
+  dbMapping?: DbMappingSpec | null;
 }
 
 /** ExchangeInstanceIp / RollbackExchangeInstanceIp: switch the clients with this hook. */
@@ -90,6 +93,8 @@ export interface WorkerStartVerify {
   rounds: number;
   ttlToleranceMs: number;
   addressPolicy?: AddressPolicySpec;
+  /** The task's db mapping: the verification compares what the migration wrote where. */
+  dbMapping?: DbMappingSpec | null;
 }
 
 export interface WorkerStop {

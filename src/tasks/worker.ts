@@ -16,6 +16,8 @@ import { CHECKPOINT_KEY_PREFIX } from '../engine/checkpoints.js';
 import { BackupImport, type BackupImportProgress } from '../engine/backup-import.js';
 import { localDirectoryFiles, s3Files } from '../import/sources.js';
 import { verifyDeployments } from '../verify/index.js';
+import { DbMapper } from '../engine/db-map.js';
+import type { DbMappingSpec } from './model.js';
 import { emptySnapshotStats, emptyStreamStats } from '../engine/stats.js';
 import { PreflightError } from '../engine/preflight.js';
 import { addressPolicy, checkUrl, makeAddressPolicy, policyLookup, setAddressPolicy, urlPort } from '../common/address-policy.js';
@@ -89,6 +91,7 @@ async function run(start: WorkerStart): Promise<void> {
     priorWrites: d === 'reverse' ? true : start.priorWrites,
     dropFlush: start.dropFlush,
     targetConflict: d === 'reverse' ? 'replace' : start.targetConflict,
+    ...(start.dbMapping && d === 'forward' ? { dbs: dbMapperOf(start.dbMapping) } : {}),
     ...extra,
   });
   const migration = new Cutover({
@@ -217,12 +220,17 @@ async function runImport(start: WorkerStartImport): Promise<void> {
 
 async function runVerify(start: WorkerStartVerify): Promise<void> {
   try {
-    const report = await verifyDeployments({ source: start.source, target: start.target, rounds: start.rounds, ttlToleranceMs: start.ttlToleranceMs });
+    const report = await verifyDeployments({ source: start.source, target: start.target, rounds: start.rounds, ttlToleranceMs: start.ttlToleranceMs, ...(start.dbMapping ? { dbs: dbMapperOf(start.dbMapping) } : {}) });
     send({ type: 'verify-done', report, error: null });
   } catch (e) {
     send({ type: 'verify-done', report: null, error: (e as Error).message });
   }
   process.disconnect?.();
+}
+
+/** A task's db mapping (checked by the API already) as the engine's mapper. */
+function dbMapperOf(m: DbMappingSpec): DbMapper {
+  return DbMapper.parse(m.dbMap ?? undefined, { only: DbMapper.parseDbList(m.dbs ?? undefined), prefixes: DbMapper.parsePrefixes(m.dbPrefix ?? undefined) });
 }
 
 /** The outcome message carries migration progress; an import has none beyond its key count. */

@@ -18,6 +18,7 @@ export interface ServiceConfigFile {
   rateLimit?: { max?: number; timeWindowMs?: number };
   firstConnectTimeoutSeconds?: number;
   objectStore?: Record<string, unknown>;
+  metricsToken?: string;
 }
 
 /** A real `ferry serve` process (the built dist/cli.js) on a free loopback port. */
