@@ -35,6 +35,18 @@ export interface WorkerStart {
   priorWrites?: boolean;
   /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
   sourceMode?: 'auto' | 'psync' | 'scan';
+  /**
+   * Until when (ms since the epoch, this host's clock) the node's lease on the task lets this
+   * worker write; later `lease` messages extend it. Past it, the worker exits at once without
+   * another write: its node could not renew, and another node may own the task by now.
+   */
+  leaseValidUntil?: number;
+}
+
+/** The node renewed its lease on the task: the worker may go on until `validUntil`. */
+export interface WorkerLease {
+  type: 'lease';
+  validUntil: number;
 }
 
 /** The task ended for good (deleted): remove its checkpoints from the target, then exit. */
@@ -79,7 +91,7 @@ export interface WorkerStop {
   type: 'stop';
 }
 
-export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup | WorkerStop | WorkerUpdate;
+export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup | WorkerStop | WorkerUpdate | WorkerLease;
 
 export interface WorkerProgress {
   type: 'progress';

@@ -107,8 +107,20 @@ async function run(start: WorkerStart): Promise<void> {
     });
   }, 1000);
 
+  // The lease: a worker whose node stopped renewing (paused, cut off from the database) exits
+  // before the store lets another node take the task, writing nothing more. Exit code 4, no
+  // outcome: like a crash, the checkpoints on the target stay for whoever resumes.
+  let leaseValidUntil = start.leaseValidUntil;
+  if (leaseValidUntil !== undefined) {
+    const watch = setInterval(() => {
+      if (leaseValidUntil !== undefined && Date.now() > leaseValidUntil) process.exit(4);
+    }, 100);
+    watch.unref();
+  }
+
   let stoppedByService = false;
   process.on('message', (m: ToWorker) => {
+    if (m.type === 'lease') leaseValidUntil = m.validUntil;
     if (m.type === 'stop') {
       stoppedByService = true;
       migration.stop();
