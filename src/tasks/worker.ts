@@ -112,8 +112,11 @@ async function run(start: WorkerStart): Promise<void> {
   // outcome: like a crash, the checkpoints on the target stay for whoever resumes.
   let leaseValidUntil = start.leaseValidUntil;
   if (leaseValidUntil !== undefined) {
+    const expired = (): boolean => leaseValidUntil !== undefined && Date.now() > leaseValidUntil;
     const watch = setInterval(() => {
-      if (leaseValidUntil !== undefined && Date.now() > leaseValidUntil) process.exit(4);
+      // After a long busy stretch timers run before pending IPC is read: look again once the
+      // messages that came meanwhile (a renewal, likely) have been handled.
+      if (expired()) setImmediate(() => expired() && process.exit(4));
     }, 100);
     watch.unref();
   }

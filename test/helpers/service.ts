@@ -18,6 +18,10 @@ export interface ServiceConfigFile {
   rateLimit?: { max?: number; timeWindowMs?: number };
   firstConnectTimeoutSeconds?: number;
   objectStore?: Record<string, unknown>;
+  /** Several nodes on one PostgreSQL database (issue 13). */
+  store?: { postgres: string; schema?: string };
+  node?: { id?: string; capacity?: number; leaseSeconds?: number };
+  secretKeyFile?: string;
 }
 
 /** A real `ferry serve` process (the built dist/cli.js) on a free loopback port. */
