@@ -18,6 +18,16 @@ import { emptySnapshotStats, emptyStreamStats } from '../engine/stats.js';
 import { PreflightError } from '../engine/preflight.js';
 import { addressPolicy, checkUrl, makeAddressPolicy, policyLookup, setAddressPolicy, urlPort } from '../common/address-policy.js';
 
+/**
+ * Until when this worker may write (its node's lease on the task; see WorkerStart). Renewals
+ * are taken from the first moment, not only once the migration is set up: a worker that takes
+ * long to start must not miss the ones that came meanwhile.
+ */
+let leaseValidUntil: number | undefined;
+process.on('message', (m: ToWorker) => {
+  if (m.type === 'lease') leaseValidUntil = Math.max(leaseValidUntil ?? 0, m.validUntil);
+});
+
 function send(message: FromWorker): void {
   // After the service is gone there is nobody to tell (and send would throw).
   if (process.connected) process.send?.(message);
@@ -110,7 +120,7 @@ async function run(start: WorkerStart): Promise<void> {
   // The lease: a worker whose node stopped renewing (paused, cut off from the database) exits
   // before the store lets another node take the task, writing nothing more. Exit code 4, no
   // outcome: like a crash, the checkpoints on the target stay for whoever resumes.
-  let leaseValidUntil = start.leaseValidUntil;
+  if (start.leaseValidUntil !== undefined) leaseValidUntil = Math.max(leaseValidUntil ?? 0, start.leaseValidUntil);
   if (leaseValidUntil !== undefined) {
     const expired = (): boolean => leaseValidUntil !== undefined && Date.now() > leaseValidUntil;
     const watch = setInterval(() => {
@@ -123,7 +133,6 @@ async function run(start: WorkerStart): Promise<void> {
 
   let stoppedByService = false;
   process.on('message', (m: ToWorker) => {
-    if (m.type === 'lease') leaseValidUntil = m.validUntil;
     if (m.type === 'stop') {
       stoppedByService = true;
       migration.stop();
