@@ -191,8 +191,9 @@ export class TaskManager {
       await this.leases.release(taskId);
       return;
     }
-    if (how === 'reclaimed') await this.olog(task.id, 'INFO', 'RECOVER', 'service restarted: the migration starts again');
-    else await this.olog(task.id, 'INFO', 'RECOVER', `node ${this.nodeId} took the task over (lease ${fence.token}): the migration resumes`);
+    if (how === 'reclaimed' || task.workerNode === this.nodeId) await this.olog(task.id, 'INFO', 'RECOVER', 'service restarted: the migration starts again');
+    else if (task.workerNode) await this.olog(task.id, 'INFO', 'RECOVER', `node ${this.nodeId} took the task over from node ${task.workerNode} (lease ${fence.token}): the migration resumes`);
+    else await this.olog(task.id, 'INFO', 'LEASE', `node ${this.nodeId} runs the task (lease ${fence.token})`);
     this.launch(task);
   }
 
