@@ -24,7 +24,7 @@ const SK = 'ferry-bench-secret-key-0000000000000001';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function field(info: string, name: string): number {
-  return Number(new RegExp(`${name}:(\\d+)`).exec(info)?.[1] ?? NaN);
+  return Number(new RegExp(`${name}[:=](\\d+)`).exec(info)?.[1] ?? NaN);
 }
 
 function children(pid: number): number[] {
@@ -50,9 +50,10 @@ async function startTask(client: ReturnType<typeof sdkClient>, source: RedisServ
   const id = String(c.instance_id);
   await client.call('POST', '/v2/{project_id}/migration/{task_id}/task', {
     pathParams: { task_id: id },
-    data: { migration_method: 'incremental_migration', resume_mode: 'auto', source_instance: { addrs: source.addr }, target_instance: { addrs: target.addr } },
+    data: { migration_method: 'incremental_migration', resume_mode: 'auto', target_conflict: 'replace', source_instance: { addrs: source.addr }, target_instance: { addrs: target.addr } },
   });
-  for (;;) {
+  for (const deadline = Date.now() + 60_000; ; ) {
+    if (Date.now() > deadline) throw new Error(`task ${id} never reached INCRMIGEATING`);
     const t = (await client.call('GET', '/v2/{project_id}/migration-task/{task_id}', { pathParams: { task_id: id } })) as SdkResponse;
     if (t.status === 'INCRMIGEATING') return id;
     await sleep(100);
@@ -73,7 +74,8 @@ async function incremental(pairs: { source: RedisServer; target: RedisServer }[]
         }),
     ),
   );
-  for (;;) {
+  for (const deadline = Date.now() + 120_000; ; ) {
+    if (Date.now() > deadline) throw new Error('the targets did not apply every SET within 120 s');
     const done = await Promise.all(pairs.map(async (p, i) => field(await p.target.client().info('commandstats'), 'cmdstat_set:calls') - before[i]!.sets >= OPS));
     if (done.every(Boolean)) break;
     await sleep(20);
@@ -130,7 +132,7 @@ async function main(): Promise<void> {
     await node?.stop();
     node?.cleanup();
     rmSync(keyDir, { recursive: true, force: true });
-    execFileSync('psql', [PG_URL, '-qc', `DROP SCHEMA IF EXISTS ${schema} CASCADE`]);
+    execFileSync('psql', [PG_URL, '-qAtc', `DROP SCHEMA IF EXISTS ${schema} CASCADE`]);
     await stopAll();
   }
 }

@@ -571,6 +571,7 @@ export class TaskManager {
     await Promise.all([...all.map((r) => r.runner.exited), ...[...this.verifications.values()].map((v) => v.exited)]);
     // Its workers are gone: another node may take its tasks at once instead of after the lease.
     for (const taskId of this.leases.heldTasks()) await this.leases.release(taskId);
+    await this.store.removeNode(this.nodeId).catch(() => undefined);
   }
 
   // ---------------------------------------------------------------------------------------

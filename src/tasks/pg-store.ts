@@ -418,6 +418,10 @@ export class PgTaskStore implements TaskStore {
     return r.rows.map((row) => ({ taskId: row.task_id, token: Number(row.token) }));
   }
 
+  async removeNode(nodeId: string): Promise<void> {
+    await this.pool.query('DELETE FROM nodes WHERE id = $1', [nodeId]);
+  }
+
   async releaseLease(taskId: string, fence: Fence): Promise<void> {
     await this.pool.query("UPDATE task_leases SET owner = '', expires_at_ms = 0 WHERE task_id = $1 AND owner = $2 AND token = $3", [taskId, fence.nodeId, fence.token]);
   }

@@ -451,6 +451,10 @@ export class SqliteTaskStore implements TaskStore {
     return this.stmt.reclaim.all(Date.now() + leaseMs, nodeId).map((r) => ({ taskId: r.task_id, token: r.token }));
   }
 
+  async removeNode(nodeId: string): Promise<void> {
+    this.db.prepare('DELETE FROM nodes WHERE id = ?').run(nodeId);
+  }
+
   async releaseLease(taskId: string, fence: Fence): Promise<void> {
     this.stmt.release.run(taskId, fence.nodeId, fence.token);
   }

@@ -72,6 +72,8 @@ export interface CoordinationStore {
    * expired or not, each with a new token (the previous run's writes are refused from now on).
    */
   reclaimLeases(nodeId: string, leaseMs: number): Promise<HeldLease[]>;
+  /** The node leaves (a clean shutdown): it no longer counts for the others' fair share. */
+  removeNode(nodeId: string): Promise<void>;
   /** Gives the lease up (the task ended, or is left for another node); a stale fence does nothing. */
   releaseLease(taskId: string, fence: Fence): Promise<void>;
   /** The current owner of the task's unexpired lease, or null. */

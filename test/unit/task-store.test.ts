@@ -601,6 +601,9 @@ function leaseConformance(kind: string, fresh: () => Promise<TaskStore>, skip: s
       ]);
       assert.ok(nodes.every((n) => Math.abs(Date.parse(n.heartbeatAt) - Date.now()) < 5000));
       assert.deepEqual(await store.load(ACTIVE, 60_000), { tasks: 2, nodes: 2 });
+      await store.removeNode('a');
+      assert.deepEqual((await store.listNodes(60_000)).map((n) => n.id), ['b'], 'a node that left is not listed');
+      assert.deepEqual(await store.load(ACTIVE, 60_000), { tasks: 2, nodes: 1 });
       await sleep(60);
       assert.deepEqual((await store.listNodes(50)).length, 0, 'silent nodes are not listed');
 
