@@ -11,7 +11,7 @@
  */
 import pg from 'pg';
 import type { AuditEntry, Job, LogLevel, Task, TaskLog } from './model.js';
-import { MAX_AUDIT_ENTRIES, MAX_LOGS_PER_TASK } from './sqlite-store.js';
+import { MAX_AUDIT_ENTRIES, MAX_LOGS_PER_TASK, NODE_FORGOTTEN_AFTER_MS, checkPage, createdAtMs, likeSubstring } from './sqlite-store.js';
 import { StaleLeaseError, type Fence, type HeldLease, type NodeAnnouncement, type NodeRecord, type TaskCommand, type TaskCommandKind, type TaskStore } from './store.js';
 
 interface Migration {
@@ -107,23 +107,6 @@ export const PG_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 /** The database's clock, in ms since the epoch (clock_timestamp: the moment of the statement). */
 const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
-/** A node silent for this long is dropped from the nodes table. */
-const NODE_FORGOTTEN_AFTER_MS = 24 * 3600_000;
-
-function checkPage(query: { offset: number; limit: number }): void {
-  if (!Number.isSafeInteger(query.offset) || query.offset < 0) throw new RangeError(`offset must be an integer >= 0, got ${query.offset}`);
-  if (!Number.isSafeInteger(query.limit) || query.limit < 0) throw new RangeError(`limit must be an integer >= 0, got ${query.limit}`);
-}
-
-function createdAtMs(task: Task): number {
-  const ms = Date.parse(task.createdAt);
-  if (Number.isNaN(ms)) throw new RangeError(`task ${task.id}: createdAt is not a date: ${JSON.stringify(task.createdAt)}`);
-  return ms;
-}
-
-function likeSubstring(name: string): string {
-  return `%${name.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-}
 
 interface LogRow {
   task_id: string;

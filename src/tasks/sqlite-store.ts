@@ -142,18 +142,18 @@ interface LogRow {
 }
 
 /** `name` as a LIKE substring pattern: its own %, _ and \ match only themselves. */
-function likeSubstring(name: string): string {
+export function likeSubstring(name: string): string {
   return `%${name.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
-function createdAtMs(task: Task): number {
+export function createdAtMs(task: Task): number {
   const ms = Date.parse(task.createdAt);
   if (Number.isNaN(ms)) throw new RangeError(`task ${task.id}: createdAt is not a date: ${JSON.stringify(task.createdAt)}`);
   return ms;
 }
 
 /** SQLite reads a negative LIMIT as "no limit": refuse it rather than return everything. */
-function checkPage(query: { offset: number; limit: number }): void {
+export function checkPage(query: { offset: number; limit: number }): void {
   if (!Number.isSafeInteger(query.offset) || query.offset < 0) throw new RangeError(`offset must be an integer >= 0, got ${query.offset}`);
   if (!Number.isSafeInteger(query.limit) || query.limit < 0) throw new RangeError(`limit must be an integer >= 0, got ${query.limit}`);
 }
