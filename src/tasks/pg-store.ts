@@ -390,6 +390,9 @@ export class PgTaskStore implements TaskStore {
        RETURNING task_id, token`,
       [statuses, nodeId, taskId ?? null, limit, leaseMs],
     );
+    // Commands queued for the previous owner are stale: the task's row (which the new owner
+    // reads after this) says what they said, and a stale stop must not hit a later restart.
+    if (r.rows.length > 0) await this.pool.query('DELETE FROM task_commands WHERE task_id = ANY($1::text[])', [r.rows.map((row) => row.task_id)]);
     return r.rows.map((row) => ({ taskId: row.task_id, token: Number(row.token) }));
   }
 

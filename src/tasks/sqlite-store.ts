@@ -330,7 +330,11 @@ export class SqliteTaskStore implements TaskStore {
     this.claimTx = db.transaction((nodeId: string, statuses: readonly string[], limit: number, leaseMs: number, taskId?: string): HeldLease[] => {
       const now = Date.now();
       const ids = s.claimable.all(JSON.stringify(statuses), now, taskId ?? null, taskId ?? null, limit);
-      return ids.map(({ id }) => ({ taskId: id, token: s.claim.get(id, nodeId, now + leaseMs)!.token }));
+      return ids.map(({ id }) => {
+        // Commands queued for the previous owner are stale: the task's row says what they said.
+        s.deleteCommandsOfTask.run(id);
+        return { taskId: id, token: s.claim.get(id, nodeId, now + leaseMs)!.token };
+      });
     });
     this.deleteTasksTx = db.transaction((projectId: string, ids: readonly string[]): string[] => {
       const deleted: string[] = [];

@@ -612,6 +612,11 @@ function leaseConformance(kind: string, fresh: () => Promise<TaskStore>, skip: s
       assert.deepEqual(await store.takeCommands('a'), [], "a does not own t2: b's commands stay");
       assert.deepEqual((await store.takeCommands('b')).map((c) => [c.taskId, c.kind]), [[t2.id, 'stop'], [t2.id, 'update']]);
       assert.deepEqual(await store.takeCommands('b'), [], 'taken once');
+      // A command left for an owner that died is dropped when another node claims the task.
+      await store.sendCommand(t1.id, 'stop');
+      await store.releaseLease(t1.id, { nodeId: 'a', token: 1 });
+      await store.claimTasks('b', ACTIVE, 1, 10_000, t1.id);
+      assert.deepEqual(await store.takeCommands('b'), [], "the previous owner's stale stop is gone");
     });
   });
 }
