@@ -17,7 +17,9 @@ import type { EncryptedSecret, Job, LogLevel, Task, TaskLog } from '../../src/ta
 import { SecretBox, maskSecret } from '../../src/tasks/secrets.js';
 import { MAX_LOGS_PER_TASK, SCHEMA_VERSION, SqliteTaskStore } from '../../src/tasks/sqlite-store.js';
 import { StaleLeaseError, type TaskStore } from '../../src/tasks/store.js';
-import { freshPgStore, pgSkip } from '../helpers/postgres.js';
+import pg from 'pg';
+import { PG_SCHEMA_VERSION, PgTaskStore } from '../../src/tasks/pg-store.js';
+import { freshPgStore, newSchema, pgSkip, pgUrl } from '../helpers/postgres.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-task-store-'));
@@ -620,3 +622,26 @@ function leaseConformance(kind: string, fresh: () => Promise<TaskStore>, skip: s
     });
   });
 }
+
+describe('PgTaskStore: migrations', { skip: pgSkip }, () => {
+  it('applies each migration once when several nodes open a new schema at the same moment', async () => {
+    const schema = newSchema();
+    const stores = await Promise.all([0, 1, 2, 3].map(() => PgTaskStore.open(pgUrl, { schema, poolSize: 2 })));
+    try {
+      const c = new pg.Client({ connectionString: pgUrl });
+      await c.connect();
+      try {
+        const r = await c.query<{ version: number }>(`SELECT version FROM ${schema}.schema_version ORDER BY version`);
+        assert.deepEqual(r.rows.map((x) => x.version), Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1));
+        await c.query(`INSERT INTO ${schema}.schema_version (version, description, applied_at) VALUES (999, 'future', 'now')`);
+      } finally {
+        await c.end();
+      }
+      await assert.rejects(PgTaskStore.open(pgUrl, { schema }), /schema version 999, newer than this Ferry knows/);
+      // and the URL's password never shows in that message
+      await assert.rejects(PgTaskStore.open(pgUrl.replace('postgres@', 'postgres:hunter2@'), { schema }), (e: Error) => !e.message.includes('hunter2'));
+    } finally {
+      for (const s of stores) await s.close();
+    }
+  });
+});
