@@ -258,6 +258,10 @@ describe('several nodes on one PostgreSQL database', { skip: pgSkip }, () => {
     }
     assert.match(service.output(), /lease(s)? (lost|not renewed in time)/, 'n2 noticed it lost its leases');
     assert.ok((await snapshot()).every((s) => s.startsWith('INCRMIGEATING')), 'the tasks run on');
+    // Its workers exited with code 4 while it was paused; awake, it would log that and schedule a
+    // restart, were its writes not refused: the task logs hold nothing of the kind.
+    const logs = await taskLogs(clients[2]!, paused.tasks);
+    assert.doesNotMatch(logs, /exited \(code 4\)/, `the paused node wrote nothing for its lost tasks\n${logs}`);
     await Promise.all(loads.map((l) => l.stop()));
     loads = [];
     for (let i = 0; i < TASKS; i++) await converges(sources[i % 2]!, targets[i]!);
