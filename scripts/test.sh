@@ -56,6 +56,20 @@ if [[ ! -x "$CHROMIUM" ]]; then
 fi
 export CHROMIUM
 
+# (b3) PostgreSQL, for the store conformance suite and the multi-node tests: started when it is
+# installed and not running. Without one, those tests are reported as skipped, with the reason.
+if [[ -z "${FERRY_TEST_DATABASE_URL:-}" ]] && command -v pg_ctlcluster >/dev/null 2>&1 && [[ -d /etc/postgresql ]]; then
+  if ! (command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432); then
+    for pg_version in $(ls /etc/postgresql); do
+      echo "test.sh: starting PostgreSQL $pg_version (main)"
+      pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start ||
+        echo "test.sh: could not start PostgreSQL $pg_version: the PostgreSQL tests will be skipped" >&2
+    done
+  fi
+elif [[ -z "${FERRY_TEST_DATABASE_URL:-}" ]] && ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  echo "test.sh: pg_ctlcluster not found: the PostgreSQL tests run only if a server answers on 127.0.0.1:5432 (or FERRY_TEST_DATABASE_URL)"
+fi
+
 # (c) typecheck (sources and tests) and build
 npx tsc -p tsconfig.test.json
 npm run build

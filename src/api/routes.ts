@@ -364,11 +364,7 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
     const resumeMode = b.resume_mode ?? null;
     const bandwidth = bandwidthOf(b.bandwidth_limit_mb);
     if (resumeMode === null && bandwidth === null) throw Errors.invalidParameter('resume_mode', 'Nothing to update.');
-    if (resumeMode !== null) task.resumeMode = resumeMode;
-    if (bandwidth !== null) task.bandwidthLimitMb = bandwidth;
-    task.updatedAt = new Date().toISOString();
-    await store.updateTask(task);
-    manager.applyUpdate(task);
+    await manager.update(task, resumeMode, bandwidth);
     await manager.log(task.id, 'INFO', 'UPDATED', `updated: resume_mode ${task.resumeMode}${bandwidth !== null ? `, bandwidth ${bandwidth} MB/s` : ''}`);
     return {};
   });
@@ -442,6 +438,19 @@ export function registerRoutes(app: FastifyInstance, deps: ApiDependencies & { a
     const job = await store.getJob(req.projectId, params(req).job_id ?? '');
     if (!job) throw Errors.jobNotFound();
     return jobView(job);
+  });
+
+  // Ferry extension: the nodes sharing the store (several nodes over PostgreSQL; one with SQLite).
+  app.get(`${base}/nodes`, { schema: schemas.nodes }, async (req) => {
+    const nodes = await store.listNodes(manager.leases.node.leaseMs);
+    const out = [];
+    for (const n of nodes) {
+      // Only this project's tasks: another project's task ids are not this caller's business.
+      const tasks: string[] = [];
+      for (const id of n.tasks) if (await store.getTask(req.projectId, id)) tasks.push(id);
+      out.push({ id: n.id, listen: n.listen, heartbeat_at: n.heartbeatAt, capacity: n.capacity, self: n.id === manager.nodeId, tasks });
+    }
+    return { nodes: out };
   });
 
   // Ferry extension: the audit log of the project's mutating calls.

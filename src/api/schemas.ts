@@ -507,4 +507,30 @@ export const schemas = {
       },
     }),
   },
+
+  nodes: {
+    operationId: 'ListNodes',
+    summary: 'The Ferry nodes sharing this task store, each with the tasks of this project it holds leases on (Ferry extension)',
+    ...ext,
+    params: projectParams,
+    response: ok('The nodes that heartbeated within the last lease period', {
+      type: 'object',
+      properties: {
+        nodes: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              id: str,
+              listen: { ...str, description: 'host:port of its API' },
+              heartbeat_at: { ...str, description: 'Its last heartbeat, ISO 8601 (the store\'s clock)' },
+              capacity: { type: 'integer', description: 'The most task leases it takes' },
+              self: { type: 'boolean', description: 'The node that answered this request' },
+              tasks: { type: 'array', items: str, description: 'Ids of the tasks of this project it holds' },
+            },
+          },
+        },
+      },
+    }),
+  },
 } satisfies Record<string, RouteSchema>;

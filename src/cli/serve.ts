@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { CredentialRegistry, loadOrCreateGeneratedCredential } from '../api/auth/credentials.js';
@@ -8,6 +9,8 @@ import { loadServiceConfig } from '../config/service-config.js';
 import { TaskManager } from '../tasks/manager.js';
 import { SecretBox } from '../tasks/secrets.js';
 import { SqliteTaskStore } from '../tasks/sqlite-store.js';
+import { PgTaskStore, redactUrl } from '../tasks/pg-store.js';
+import type { TaskStore } from '../tasks/store.js';
 import { makeAddressPolicy, type AddressPolicySpec } from '../common/address-policy.js';
 import type { Task } from '../tasks/model.js';
 
@@ -32,6 +35,22 @@ function hostPortOf(url: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * This node's id: from the config, else kept in `<dataDir>/node-id` (made once), so a node that
+ * restarts takes its own leases back at once instead of waiting for them to expire.
+ */
+function nodeIdOf(configured: string | null, dataDir: string): string {
+  if (configured) return configured;
+  const file = path.join(dataDir, 'node-id');
+  if (existsSync(file)) {
+    const id = readFileSync(file, 'utf8').trim();
+    if (/^[A-Za-z0-9._-]{1,64}$/.test(id)) return id;
+  }
+  const id = `node-${randomBytes(4).toString('hex')}`;
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
 }
 
 /** `ferry serve`: the migration service, until SIGINT/SIGTERM. */
@@ -83,12 +102,18 @@ export async function serveCommand(opts: ServeOptions): Promise<void> {
     return { mode: 'registered', allow: policyConfig.allow, registered: [...instances.addressesOf(task.projectId), ...(objectStoreAddress ? [objectStoreAddress] : [])] };
   };
 
-  const store = SqliteTaskStore.open(path.join(dataDir, 'ferry.db'));
-  const secrets = SecretBox.loadOrCreate(dataDir);
+  const store: TaskStore =
+    config.store.kind === 'postgres'
+      ? await PgTaskStore.open(config.store.url, config.store.schema ? { schema: config.store.schema } : {})
+      : SqliteTaskStore.open(path.join(dataDir, 'ferry.db'));
+  if (config.store.kind === 'postgres') logger.info({ store: redactUrl(config.store.url), schema: config.store.schema ?? null }, 'task store: PostgreSQL');
+  const secrets = config.secretKeyFile ? SecretBox.loadOrCreateFile(config.secretKeyFile) : SecretBox.loadOrCreate(dataDir);
+  const node = { id: nodeIdOf(config.node.id, dataDir), listen: `${host.includes(':') ? `[${host}]` : host}:${port}`, capacity: config.node.capacity, leaseMs: config.node.leaseMs };
   const manager = new TaskManager(store, secrets, logger, { buckets: config.buckets, objectStore: config.objectStore, backupsDir: config.backupsDir }, {
     workerPolicy,
     firstConnectTimeoutMs: config.firstConnectTimeoutSeconds * 1000,
     cutover: { defaultHook: config.cutover.hook, pauseTimeoutMs: config.cutover.pauseTimeoutSeconds * 1000, drainTimeoutMs: config.cutover.drainTimeoutSeconds * 1000 },
+    node,
   });
   const app = await buildServer({
     store,
@@ -109,7 +134,7 @@ export async function serveCommand(opts: ServeOptions): Promise<void> {
   const shown = typeof address === 'object' && address ? `${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}` : opts.listen;
   process.stdout.write(`Ferry is listening on http://${shown} (data in ${dataDir})\n`);
   process.stdout.write(`Console: http://${shown}/console/  Metrics: http://${shown}/metrics\n`);
-  logger.info({ listen: shown, dataDir }, 'service started');
+  logger.info({ listen: shown, dataDir, node: node.id }, 'service started');
 
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();

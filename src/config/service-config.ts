@@ -39,6 +39,19 @@ export interface ServiceConfig {
   cutover: { hook: TaskSwitchHook | null; allowedHookCommands: string[]; pauseTimeoutSeconds: number; drainTimeoutSeconds: number };
   /** Scrapers may read GET /metrics (every project) with `Authorization: Bearer <metricsToken>`. */
   metricsToken: string | null;
+  /**
+   * Where tasks live: the embedded SQLite file in the data dir (one node), or PostgreSQL
+   * (`"store": {"postgres": "postgres://...", "schema": "..."}` or FERRY_DATABASE_URL), which
+   * several nodes share.
+   */
+  store: { kind: 'sqlite' } | { kind: 'postgres'; url: string; schema?: string };
+  /**
+   * This node among several: its id (default: kept in the data dir), how many task leases it
+   * takes at most, and how long a lease lasts without a heartbeat.
+   */
+  node: { id: string | null; capacity: number; leaseMs: number };
+  /** The key sealing stored passwords, when not `<dataDir>/secret.key`: nodes sharing a database share it. */
+  secretKeyFile: string | null;
 }
 
 export const DEFAULT_CUTOVER = { pauseTimeoutSeconds: 5, drainTimeoutSeconds: 10 };
@@ -59,6 +72,37 @@ function hookOf(file: string, where: string, v: unknown): TaskSwitchHook | null 
     return { url: o.url, ...(timeoutSeconds ? { timeoutSeconds } : {}) };
   }
   fail(file, `${where} needs "command" or "url"`);
+}
+
+export const DEFAULT_LEASE_SECONDS = 15;
+export const DEFAULT_NODE_CAPACITY = 64;
+
+function storeOf(file: string, v: unknown): ServiceConfig['store'] | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) fail(file, '"store" must be {"postgres": "postgres://user@host:port/db"} (or absent: SQLite)');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (k !== 'postgres' && k !== 'schema') fail(file, `store.${k}: unknown (expected "postgres", "schema")`);
+  const url = stringField(file, 'store', o, 'postgres')!;
+  if (!/^postgres(ql)?:\/\//.test(url)) fail(file, 'store.postgres must be a postgres:// URL');
+  const schema = stringField(file, 'store', o, 'schema', false);
+  if (schema !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(schema)) fail(file, 'store.schema: letters, digits and _ only');
+  return { kind: 'postgres', url, ...(schema ? { schema } : {}) };
+}
+
+function nodeOf(file: string, v: unknown): ServiceConfig['node'] {
+  const out: ServiceConfig['node'] = { id: null, capacity: DEFAULT_NODE_CAPACITY, leaseMs: DEFAULT_LEASE_SECONDS * 1000 };
+  if (v === undefined || v === null) return out;
+  if (typeof v !== 'object' || Array.isArray(v)) fail(file, '"node" must be {"id": ..., "capacity": N, "leaseSeconds": S}');
+  const o = v as Record<string, unknown>;
+  const id = stringField(file, 'node', o, 'id', false);
+  if (id !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(id)) fail(file, 'node.id: 1 to 64 of A-Z a-z 0-9 . _ -');
+  if (id) out.id = id;
+  out.capacity = positiveInt(file, 'node.capacity', o.capacity, DEFAULT_NODE_CAPACITY);
+  if (o.leaseSeconds !== undefined && o.leaseSeconds !== null) {
+    if (typeof o.leaseSeconds !== 'number' || !(o.leaseSeconds >= 1) || o.leaseSeconds > 3600) fail(file, 'node.leaseSeconds must be a number from 1 to 3600');
+    out.leaseMs = Math.round(o.leaseSeconds * 1000);
+  }
+  return out;
 }
 
 export const DEFAULT_RATE_LIMIT = { max: 600, timeWindowMs: 60_000 };
@@ -156,6 +200,9 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
     requireSignedHost: true,
     cutover: { hook: null, allowedHookCommands: [], ...DEFAULT_CUTOVER },
     metricsToken: null,
+    store: { kind: 'sqlite' },
+    node: nodeOf('', undefined),
+    secretKeyFile: null,
   };
   if (file) {
     let text: string;
@@ -244,6 +291,15 @@ export function loadServiceConfig(file: string | undefined, env: NodeJS.ProcessE
       if (typeof top.requireSignedHost !== 'boolean') fail(file, '"requireSignedHost" must be true or false');
       config.requireSignedHost = top.requireSignedHost;
     }
+    config.store = storeOf(file, top.store) ?? config.store;
+    config.node = nodeOf(file, top.node);
+    const keyFile = stringField(file, 'config', top, 'secretKeyFile', false);
+    if (keyFile) config.secretKeyFile = path.resolve(path.dirname(file), keyFile);
+  }
+  // The environment names the database when the file does not (a container's usual way).
+  if (config.store.kind === 'sqlite' && env.FERRY_DATABASE_URL) {
+    if (!/^postgres(ql)?:\/\//.test(env.FERRY_DATABASE_URL)) throw new Error('FERRY_DATABASE_URL must be a postgres:// URL');
+    config.store = { kind: 'postgres', url: env.FERRY_DATABASE_URL };
   }
   const { FERRY_AK: ak, FERRY_SK: sk, FERRY_PROJECT_ID: projectId } = env;
   if (ak || sk || projectId) {

@@ -4,7 +4,8 @@ import { parseAddressList, type Endpoint } from '../common/endpoint.js';
 import type { MigrationProgress } from '../engine/stats.js';
 import type { BackupFilesSpec, DbMappingSpec, TaskCutover, TaskSwitchHook, LogLevel, MigrationMethodName, ResumeMode, Task, TaskEndpoint, TaskStats, TaskStatus } from './model.js';
 import type { SecretBox } from './secrets.js';
-import type { TaskStore } from './store.js';
+import { StaleLeaseError, type Fence, type TaskCommand, type TaskStore } from './store.js';
+import { NodeLeases, type NodeIdentity } from './leases.js';
 import { TaskRunner } from './runner.js';
 import type { FromWorker, ImportFiles } from './worker-protocol.js';
 import type { BackupImportProgress } from '../engine/backup-import.js';
@@ -27,6 +28,8 @@ export interface ManagerOptions {
   firstConnectTimeoutMs?: number;
   /** Cutover: the hook of tasks that name none, and the limits of the switch (service config `cutover`). */
   cutover?: CutoverConfig;
+  /** This node among the nodes sharing the store (default: one node, id "local", 15 s leases). */
+  node?: NodeIdentity;
 }
 
 export interface CutoverConfig {
@@ -34,6 +37,9 @@ export interface CutoverConfig {
   pauseTimeoutMs?: number;
   drainTimeoutMs?: number;
 }
+
+/** A node alone on its store: every task is its own. */
+const LONE_NODE: NodeIdentity = { id: 'local', listen: '', capacity: 1_000_000, leaseMs: 15_000 };
 
 /**
  * A reason for a task's `error`, in the user's terms: configured directories (server paths)
@@ -104,6 +110,8 @@ interface Running {
   isImport?: boolean;
   /** task_status to return to when the switch in progress fails. */
   cutoverFallback?: TaskCutover['taskStatus'];
+  /** The lease went away: the worker was killed, and nothing more is written for it. */
+  lost?: boolean;
 }
 
 /** A running migration's last report and the rates derived from it (TaskManager.liveProgress). */
@@ -145,6 +153,8 @@ export interface ConfigureInput {
 export class TaskManager {
   private readonly running = new Map<string, Running>();
   private closing = false;
+  /** This node's leases: which tasks it may run and write. */
+  readonly leases: NodeLeases;
 
   constructor(
     private readonly store: TaskStore,
@@ -152,35 +162,128 @@ export class TaskManager {
     private readonly logger: Logger,
     private readonly imports: ImportConfig = { buckets: new Map(), objectStore: null, backupsDir: null },
     private readonly options: ManagerOptions = {},
-  ) {}
+  ) {
+    this.leases = new NodeLeases(store, options.node ?? LONE_NODE, ACTIVE_STATUSES, logger, {
+      claimed: (taskId, fence, how) => this.onClaimed(taskId, fence, how),
+      lost: (taskId) => this.onLeaseLost(taskId),
+      command: (c) => this.onCommand(c),
+      renewed: (validUntil) => {
+        for (const r of this.running.values()) if (!r.isImport) r.runner.lease(validUntil);
+      },
+    });
+  }
+
+  get nodeId(): string {
+    return this.leases.node.id;
+  }
 
   private readonly verifications = new Map<string, TaskRunner>();
 
-  /** After a restart: migrating tasks start again; tasks that were stopping are stopped. */
+  /**
+   * At start: this node takes back the leases of its previous run and claims its share of the
+   * tasks nobody holds (after a restart, or a node's loss); they start again from their
+   * checkpoints, tasks that were stopping are stopped. Then the heartbeat keeps it going.
+   */
   async recover(): Promise<void> {
-    for (const task of await this.store.listTasksByStatus(ACTIVE_STATUSES)) {
-      // A worker of the service that died, still running (it exits when it sees the service
-      // gone; this is for one that cannot): it must not write next to the new one.
-      if (task.workerPid) await killOrphanWorker(task.workerPid, this.logger);
-      if (task.migrationType === 'backupfile_import') {
-        // Replaying an AOF twice would apply its INCRs twice: an interrupted import is not restarted.
-        await this.fail(task.id, 'the service restarted during the import; the target may hold part of the backup: start a new import');
-        continue;
-      }
-      if (task.status === 'TERMINATING' || task.stopRequested) {
-        await this.setStatus(task, 'TERMINATED');
-        continue;
-      }
-      await this.log(task.id, 'INFO', 'RECOVER', 'service restarted: the migration starts again');
-      this.launch(task);
+    await this.leases.start();
+  }
+
+  /** This node holds the task's lease now: resume it (or finish what the last owner left). */
+  private async onClaimed(taskId: string, fence: Fence, how: 'reclaimed' | 'claimed'): Promise<void> {
+    const task = await this.store.getTaskById(taskId);
+    if (!task || !ACTIVE_STATUSES.includes(task.status)) {
+      await this.leases.release(taskId);
+      return;
     }
+    if (this.running.has(taskId)) return;
+    // A worker of this node's previous run, still alive (it exits when it sees its service
+    // gone; this is for one that cannot): it must not write next to the new one. Only this
+    // node's own: a pid from another host names some other process here.
+    if (task.workerPid && (!task.workerNode || task.workerNode === this.nodeId)) await killOrphanWorker(task.workerPid, this.logger);
+    if (task.migrationType === 'backupfile_import') {
+      // Just created by another node, which claims it a moment later: leave it to that node.
+      if (how === 'claimed' && !task.workerNode && Date.now() - Date.parse(task.createdAt) < 30_000) {
+        await this.leases.release(taskId);
+        return;
+      }
+      // Replaying an AOF twice would apply its INCRs twice: an interrupted import is not restarted.
+      await this.fail(task.id, 'the service restarted during the import; the target may hold part of the backup: start a new import');
+      return;
+    }
+    if (task.status === 'TERMINATING' || task.stopRequested) {
+      await this.setStatus(task, 'TERMINATED');
+      await this.leases.release(taskId);
+      return;
+    }
+    if (how === 'reclaimed' || task.workerNode === this.nodeId) await this.olog(task.id, 'INFO', 'RECOVER', 'service restarted: the migration starts again');
+    else if (task.workerNode) await this.olog(task.id, 'INFO', 'RECOVER', `node ${this.nodeId} took the task over from node ${task.workerNode} (lease ${fence.token}): the migration resumes`);
+    else await this.olog(task.id, 'INFO', 'LEASE', `node ${this.nodeId} runs the task (lease ${fence.token})`);
+    this.launch(task);
+  }
+
+  /** The lease is gone: kill the worker at once (no drain: that would write), record nothing. */
+  private onLeaseLost(taskId: string): void {
+    const r = this.running.get(taskId);
+    if (!r) return;
+    r.lost = true;
+    r.runner.kill();
+    this.running.delete(taskId);
+  }
+
+  /** A request that arrived at another node, for a task this node runs. */
+  private async onCommand(c: TaskCommand): Promise<void> {
+    const running = this.running.get(c.taskId);
+    if (c.kind === 'stop') {
+      if (running) running.runner.stop();
+      else {
+        // Held but not running (between two attempts of resume_mode auto): stopped now.
+        const task = await this.store.getTaskById(c.taskId);
+        if (task && task.status === 'TERMINATING') await this.setStatus(task, 'TERMINATED');
+        await this.leases.release(c.taskId);
+      }
+      return;
+    }
+    if (c.kind === 'update' && running) {
+      const task = await this.store.getTaskById(c.taskId);
+      if (task) running.runner.update(task.bandwidthLimitMb, task.resumeMode);
+    }
+  }
+
+  /**
+   * A write this node makes as the task's owner: only under its lease, and refused by the store
+   * when another node has claimed the task since (this node was paused, or cut off).
+   */
+  private async ownerModify(taskId: string, change: (task: Task) => boolean | void): Promise<Task | null> {
+    const fence = this.leases.fence(taskId);
+    if (!fence) return null;
+    try {
+      return await this.store.modifyTask(taskId, change, fence);
+    } catch (e) {
+      if (!(e instanceof StaleLeaseError)) throw e;
+      this.staleRefused(taskId);
+      return null;
+    }
+  }
+
+  private staleRefused(taskId: string): void {
+    this.leases.staleWrites++;
+    this.logger.warn({ taskId }, 'a write under a stale lease was refused: another node owns the task now');
+    this.leases.forget(taskId);
+  }
+
+  /** A task log line written as the owner (see ownerModify). */
+  private async olog(taskId: string, level: LogLevel, code: string, message: string): Promise<void> {
+    const fence = this.leases.fence(taskId);
+    if (!fence) return;
+    const ok = await this.store.appendLog({ taskId, createdAt: new Date().toISOString(), level, code, message, keywords: [] }, fence);
+    if (ok === false) this.staleRefused(taskId);
   }
 
   async configure(task: Task, input: ConfigureInput): Promise<Task> {
     if (task.status !== 'RUNNING' || task.migrationMethod !== null) {
       throw new TaskStateError(`the task is ${task.status}; only a new task (RUNNING, not yet configured) can be configured`);
     }
-    Object.assign(task, {
+    const settings = {
       migrationMethod: input.method,
       resumeMode: input.resumeMode,
       bandwidthLimitMb: input.bandwidthLimitMb,
@@ -197,15 +300,25 @@ export class TaskManager {
       target: input.target,
       error: null,
       stopRequested: false,
+    };
+    // Checked again inside the write: two nodes configuring the same task at once, one wins.
+    let refused: string | null = null;
+    const stored = await this.store.modifyTask(task.id, (t) => {
+      if (t.status !== 'RUNNING' || t.migrationMethod !== null) {
+        refused = t.status;
+        return false;
+      }
+      Object.assign(t, settings);
+      t.status = 'FULLMIGRATING';
+      t.updatedAt = new Date().toISOString();
     });
-    task.status = 'FULLMIGRATING';
-    task.updatedAt = new Date().toISOString();
-    await this.store.updateTask(task);
+    if (refused !== null || !stored) throw new TaskStateError(`the task is ${refused ?? 'gone'}; only a new task (RUNNING, not yet configured) can be configured`);
+    Object.assign(task, stored);
     await this.log(task.id, 'INFO', 'CONFIGURED', `migration configured: ${input.method}, resume ${input.resumeMode}`);
     for (const [side, e] of [['source', input.source], ['target', input.target]] as const) {
       if (e.tls?.insecure) await this.log(task.id, 'WARN', 'TLS_INSECURE', `TLS certificate verification is off for the ${side} (tls.insecure): anyone on the path can read and change the data`);
     }
-    this.launch(task);
+    await this.launchHereOrLeave(task);
     return task;
   }
 
@@ -217,6 +330,10 @@ export class TaskManager {
   async cutover(task: Task, action: 'exchange' | 'rollback', fields: { exchangedIp: string[]; isExchangeDomain: boolean } = { exchangedIp: [], isExchangeDomain: false }): Promise<Task> {
     const c: TaskCutover = task.cutover ?? { taskStatus: '', direction: 'forward', startFrom: null, last: null };
     const running = this.running.get(task.id);
+    if (!running && task.status === 'INCRMIGEATING' && task.workerNode && task.workerNode !== this.nodeId) {
+      // The switch runs in the worker, on the node that holds the task (no command row for it yet).
+      throw new TaskStateError(`the task runs on node ${task.workerNode}: send the ${action === 'exchange' ? 'IP exchange' : 'rollback'} to that node (GET /v2/{project_id}/nodes lists where each listens)`);
+    }
     if (task.migrationType !== 'online_migration' || task.migrationMethod !== 'incremental_migration' || task.status !== 'INCRMIGEATING' || !running || running.isImport) {
       throw new TaskStateError(`the task is ${task.status}; ${action === 'exchange' ? 'an IP exchange' : 'a rollback'} needs an incremental migration in INCRMIGEATING`);
     }
@@ -233,7 +350,11 @@ export class TaskManager {
     const previous = c.taskStatus;
     task.cutover = { ...c, taskStatus: action === 'exchange' ? 'EXCHANGING' : 'ROLLING_BACK' };
     task.updatedAt = new Date().toISOString();
-    await this.store.updateTask(task);
+    const stored = await this.ownerModify(task.id, (t) => {
+      t.cutover = task.cutover;
+      t.updatedAt = task.updatedAt;
+    });
+    if (!stored) throw new TaskStateError('this node no longer holds the task (another node took it over): try again');
     await this.log(task.id, 'INFO', action === 'exchange' ? 'EXCHANGE' : 'ROLLBACK', `${action} requested${fields.exchangedIp.length ? ` (exchanged_ip ${fields.exchangedIp.join(',')})` : ''}`);
     running.cutoverFallback = previous;
     running.runner.cutover({
@@ -246,28 +367,69 @@ export class TaskManager {
     return task;
   }
 
+  /** Runs the task on this node when it has room in its share; otherwise another node claims it. */
+  private async launchHereOrLeave(task: Task): Promise<void> {
+    if (await this.leases.claimNow(task.id)) this.launch(task);
+  }
+
   async stop(task: Task): Promise<Task> {
     if (!ACTIVE_STATUSES.includes(task.status) || task.status === 'TERMINATING') {
       throw new TaskStateError(`the task is ${task.status}; only a migrating task can be stopped`);
     }
-    task.stopRequested = true;
-    task.status = 'TERMINATING';
-    task.updatedAt = new Date().toISOString();
-    await this.store.updateTask(task);
+    let refused: string | null = null;
+    const stored = await this.store.modifyTask(task.id, (t) => {
+      if (!ACTIVE_STATUSES.includes(t.status) || t.status === 'TERMINATING') {
+        refused = t.status;
+        return false;
+      }
+      t.stopRequested = true;
+      t.status = 'TERMINATING';
+      t.updatedAt = new Date().toISOString();
+    });
+    if (refused !== null || !stored) throw new TaskStateError(`the task is ${refused ?? 'gone'}; only a migrating task can be stopped`);
+    Object.assign(task, stored);
     await this.log(task.id, 'INFO', 'STOP', 'stop requested');
     const running = this.running.get(task.id);
-    if (running) running.runner.stop();
-    else await this.setStatus(task, 'TERMINATED');
+    if (running) {
+      running.runner.stop();
+      return task;
+    }
+    if (this.leases.fence(task.id)) {
+      await this.setStatus(task, 'TERMINATED');
+      await this.leases.release(task.id);
+      return task;
+    }
+    const owner = await this.store.leaseOwner(task.id);
+    // Another node runs it: the command reaches it with its next poll (about a second).
+    if (owner !== null) await this.store.sendCommand(task.id, 'stop');
+    else await this.store.modifyTask(task.id, (t) => {
+      // Nobody runs it (a node claiming it now sees TERMINATING and ends it the same way).
+      if (t.status !== 'TERMINATING') return false;
+      t.status = 'TERMINATED';
+      t.updatedAt = new Date().toISOString();
+      Object.assign(task, t);
+    }).then(async (t) => {
+      if (t?.status === 'TERMINATED') await this.log(task.id, 'INFO', 'TERMINATED', 'migration stopped');
+    });
     return task;
   }
 
-  /** Resolves once the task has left TERMINATING (or after `timeoutMs`). */
+  /** Resolves once the task has left TERMINATING (or after `timeoutMs`), wherever it runs. */
   async waitUntilStopped(taskId: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
     const running = this.running.get(taskId);
-    if (!running) return;
-    await Promise.race([running.runner.exited, new Promise((r) => setTimeout(r, timeoutMs))]);
-    // The exit handler persists the final status; give it its turn.
-    for (let i = 0; i < 50 && this.running.has(taskId); i++) await new Promise((r) => setTimeout(r, 20));
+    if (running) {
+      await Promise.race([running.runner.exited, new Promise((r) => setTimeout(r, timeoutMs))]);
+      // The exit handler persists the final status; give it its turn.
+      for (let i = 0; i < 50 && this.running.has(taskId); i++) await new Promise((r) => setTimeout(r, 20));
+      return;
+    }
+    // Another node's: its status in the store says when it is done.
+    while (Date.now() < deadline) {
+      const t = await this.store.getTaskById(taskId);
+      if (!t || t.status !== 'TERMINATING') return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 
   async restart(task: Task): Promise<Task> {
@@ -277,16 +439,24 @@ export class TaskManager {
     if (task.cutover?.direction === 'reverse') {
       throw new TaskStateError('the clients of this task are on the target (exchanged): its reverse sync cannot start over from the switch point without replaying writes; create a new task from the target to the source');
     }
-    // A restart is a new sync (from checkpoints, else in full): not from an old switch point.
-    if (task.cutover) task.cutover = { ...task.cutover, startFrom: null };
-    task.status = 'FULLMIGRATING';
-    task.error = null;
-    task.stopRequested = false;
-    task.updatedAt = new Date().toISOString();
-    task.startedAt = task.updatedAt;
-    await this.store.updateTask(task);
+    let refused: string | null = null;
+    const stored = await this.store.modifyTask(task.id, (t) => {
+      if (!['FAILED', 'TERMINATED'].includes(t.status)) {
+        refused = t.status;
+        return false;
+      }
+      // A restart is a new sync (from checkpoints, else in full): not from an old switch point.
+      if (t.cutover) t.cutover = { ...t.cutover, startFrom: null };
+      t.status = 'FULLMIGRATING';
+      t.error = null;
+      t.stopRequested = false;
+      t.updatedAt = new Date().toISOString();
+      t.startedAt = t.updatedAt;
+    });
+    if (refused !== null || !stored) throw new TaskStateError(`the task is ${refused ?? 'gone'}; only a configured online task that failed or was stopped can be restarted`);
+    Object.assign(task, stored);
     await this.log(task.id, 'INFO', 'RESTART', 'restart requested');
-    this.launch(task);
+    await this.launchHereOrLeave(task);
     return task;
   }
 
@@ -303,11 +473,19 @@ export class TaskManager {
       if (!task) continue;
       const running = this.running.get(id);
       if (running) {
-        task.stopRequested = true;
-        await this.store.updateTask(task);
+        await this.store.modifyTask(id, (t) => void (t.stopRequested = true));
         running.runner.stop();
         await running.runner.exited;
         this.running.delete(id);
+      } else if (this.leases.fence(id)) {
+        await this.leases.release(id);
+      } else if ((await this.store.leaseOwner(id)) !== null) {
+        // Another node runs it: stop it there (its migration removes its checkpoints as it
+        // ends), and wait until that node lets go of the lease, or the lease runs out.
+        await this.store.modifyTask(id, (t) => void (t.stopRequested = true));
+        await this.store.sendCommand(id, 'stop');
+        const deadline = Date.now() + 40_000;
+        while (Date.now() < deadline && (await this.store.leaseOwner(id)) !== null) await new Promise((r) => setTimeout(r, 200));
       }
       if (task.migrationType === 'online_migration' && task.connectedAt && task.target) cleanups.push(task);
       // After a cutover the reverse sync kept checkpoints on the source (`<name>:reverse:*`).
@@ -342,9 +520,32 @@ export class TaskManager {
     await Promise.all([...this.cleanups].map((r) => r.exited));
   }
 
-  /** Passes a changed resume mode or bandwidth limit to the running worker. */
+  /** Passes a changed resume mode or bandwidth limit to the running worker, here or on its node. */
   applyUpdate(task: Task): void {
-    this.running.get(task.id)?.runner.update(task.bandwidthLimitMb, task.resumeMode);
+    const running = this.running.get(task.id);
+    if (running) {
+      running.runner.update(task.bandwidthLimitMb, task.resumeMode);
+      return;
+    }
+    void this.store
+      .leaseOwner(task.id)
+      .then((owner) => (owner !== null ? this.store.sendCommand(task.id, 'update') : undefined))
+      .catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not forward an update to the node running the task'));
+  }
+
+  /**
+   * UpdateMigrationTask: the resume mode and the bandwidth limit, written atomically (a stop
+   * arriving at another node at the same moment keeps its status), then passed to the worker.
+   */
+  async update(task: Task, resumeMode: ResumeMode | null, bandwidthLimitMb: number | null): Promise<Task> {
+    const stored = await this.store.modifyTask(task.id, (t) => {
+      if (resumeMode !== null) t.resumeMode = resumeMode;
+      if (bandwidthLimitMb !== null) t.bandwidthLimitMb = bandwidthLimitMb;
+      t.updatedAt = new Date().toISOString();
+    });
+    if (stored) Object.assign(task, stored);
+    this.applyUpdate(task);
+    return task;
   }
 
   /** Live stats of a running task, or what was stored last. */
@@ -377,6 +578,8 @@ export class TaskManager {
   /** Starts a backup-file import task (status MIGRATING). */
   async startImport(task: Task): Promise<void> {
     const spec = task.backupFiles!;
+    // The node that took the request runs the import (its files may be local to it).
+    await this.leases.claimNow(task.id, true);
     let files: ImportFiles;
     try {
       files = this.importFiles(spec);
@@ -387,6 +590,7 @@ export class TaskManager {
     const target = this.endpointOf(task.target);
     await this.log(task.id, 'INFO', 'IMPORT', `import of ${spec.files.join(', ') || spec.backupId} started`);
     const runner = new TaskRunner({ type: 'start-import', taskId: task.id, files, target, addressPolicy: this.options.workerPolicy?.(task) }, (m) => void this.onWorkerMessage(task.id, m));
+    void this.ownerModify(task.id, (t) => void (t.workerNode = this.nodeId));
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts: 0, streamBase: null, importProgress: null, isImport: true };
     this.running.set(task.id, running);
     runner.launch();
@@ -426,7 +630,7 @@ export class TaskManager {
     if (this.verifications.has(task.id)) throw new TaskStateError('a verification of this task is already running');
     if (!task.source || !task.target) throw new TaskStateError('the task has no source and target to compare (configure it first)');
     task.verification = { status: 'running', startedAt: new Date().toISOString(), finishedAt: null, report: null, error: null };
-    await this.store.updateTask(task);
+    await this.store.modifyTask(task.id, (t) => void (t.verification = task.verification));
     const runner = new TaskRunner(
       { type: 'start-verify', taskId: task.id, source: this.endpointOf(task.source), target: this.endpointOf(task.target), rounds, ttlToleranceMs, addressPolicy: this.options.workerPolicy?.(task), dbMapping: task.dbMapping ?? null },
       (m) => {
@@ -444,25 +648,33 @@ export class TaskManager {
   }
 
   private async finishVerify(taskId: string, report: unknown, error: string | null): Promise<void> {
-    const task = await this.store.getTaskById(taskId);
-    if (!task?.verification || task.verification.status !== 'running') return;
-    task.verification = { ...task.verification, status: error ? 'failed' : 'done', finishedAt: new Date().toISOString(), report, error };
-    await this.store.updateTask(task);
+    let finished = false;
+    await this.store.modifyTask(taskId, (t) => {
+      if (!t.verification || t.verification.status !== 'running') return false;
+      t.verification = { ...t.verification, status: error ? 'failed' : 'done', finishedAt: new Date().toISOString(), report, error };
+      finished = true;
+    });
+    if (!finished) return;
     await this.log(taskId, error ? 'ERROR' : 'INFO', 'VERIFY', error ? `verification failed: ${error}` : `verification done: ${(report as { equal?: boolean }).equal ? 'equal' : 'differences found'}`);
   }
 
   /** Stops every worker (service shutdown): their tasks keep their status and resume at start. */
   async shutdown(): Promise<void> {
     this.closing = true;
+    await this.leases.stop();
     const all = [...this.running.values()];
     for (const r of all) r.runner.kill();
     for (const v of this.verifications.values()) v.kill();
     await Promise.all([...all.map((r) => r.runner.exited), ...[...this.verifications.values()].map((v) => v.exited)]);
+    // Its workers are gone: another node may take its tasks at once instead of after the lease.
+    for (const taskId of this.leases.heldTasks()) await this.leases.release(taskId);
+    await this.store.removeNode(this.nodeId).catch(() => undefined);
   }
 
   // ---------------------------------------------------------------------------------------
 
   private launch(task: Task, restarts = 0): void {
+    if (!this.leases.fence(task.id)) return; // not this node's (any more)
     let source: Endpoint[];
     let target: Endpoint[];
     try {
@@ -493,6 +705,7 @@ export class TaskManager {
         startFrom: task.cutover?.startFrom ?? null,
         cutover: { pauseTimeoutMs: this.options.cutover?.pauseTimeoutMs, drainTimeoutMs: this.options.cutover?.drainTimeoutMs },
         dbMapping: task.dbMapping ?? null,
+        leaseValidUntil: this.leases.deadline(),
       },
       (m) => void this.onWorkerMessage(task.id, m),
     );
@@ -500,7 +713,12 @@ export class TaskManager {
     this.running.set(task.id, running);
     runner.launch();
     task.workerPid = runner.pid ?? null;
-    void this.store.updateTask(task).catch(() => undefined);
+    task.workerNode = this.nodeId;
+    void this.ownerModify(task.id, (t) => {
+      t.workerPid = task.workerPid;
+      t.workerNode = task.workerNode;
+      t.cutover = task.cutover ?? null;
+    }).catch(() => undefined);
     // A task deleted while its worker stops has no record left to update: log it, never crash the service.
     void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
   }
@@ -515,12 +733,12 @@ export class TaskManager {
 
   private async onWorkerMessage(taskId: string, m: FromWorker): Promise<void> {
     const running = this.running.get(taskId);
-    if (!running) return;
+    if (!running || running.lost) return;
     try {
       switch (m.type) {
         case 'log':
           if (m.code === 'WORKER') running.crash = m.message;
-          await this.log(taskId, m.level, m.code, m.message);
+          await this.olog(taskId, m.level, m.code, m.message);
           return;
         case 'progress': {
           running.progress = m.progress;
@@ -536,24 +754,28 @@ export class TaskManager {
           if (connectedNow) task.connectedAt = new Date(now).toISOString();
           if (connectedNow || status !== task.status || now - running.lastPersist > 5000) {
             running.lastPersist = now;
-            task.stats = this.statsFrom(running);
-            if (status !== task.status && task.status !== 'TERMINATING') task.status = status;
-            task.updatedAt = new Date().toISOString();
-            await this.store.updateTask(task);
+            const stats = this.statsFrom(running);
+            // Applied to the row as it is inside the write: a stop or an update from another
+            // node between the read above and now is kept.
+            await this.ownerModify(taskId, (t) => {
+              if (connectedNow && !t.connectedAt) t.connectedAt = task.connectedAt;
+              t.stats = stats;
+              const s2 = this.statusFor(t, m.progress.phase);
+              if (s2 !== t.status && t.status !== 'TERMINATING' && ACTIVE_STATUSES.includes(t.status)) t.status = s2;
+              t.updatedAt = new Date().toISOString();
+            });
           }
           return;
         }
         case 'import-progress': {
           running.importProgress = m.progress;
           this.sampleImportRates(running);
-          const task = await this.store.getTaskById(taskId);
-          if (!task) return;
-          task.stats = this.importStats(m.progress, running);
-          if (m.progress.warnings.length > 0 && task.stats) task.stats.writeErrors = m.progress.errors.count;
+          const stats = this.importStats(m.progress, running);
+          if (m.progress.warnings.length > 0) stats.writeErrors = m.progress.errors.count;
           const now = Date.now();
           if (now - running.lastPersist > 2000 || m.progress.phase !== 'importing') {
             running.lastPersist = now;
-            await this.store.updateTask(task);
+            await this.ownerModify(taskId, (t) => void (t.stats = stats));
           }
           return;
         }
@@ -561,16 +783,14 @@ export class TaskManager {
           return;
         case 'cutover-switched': {
           // The clients have moved: this is where the task's direction changes, whatever follows.
-          const task = await this.store.getTaskById(taskId);
-          if (!task) return;
-          task.cutover = { ...(task.cutover ?? { taskStatus: '', last: null }), direction: m.direction, startFrom: m.startFrom, taskStatus: task.cutover?.taskStatus ?? '' };
-          await this.store.updateTask(task);
+          await this.ownerModify(taskId, (t) => {
+            t.cutover = { ...(t.cutover ?? { taskStatus: '', last: null }), direction: m.direction, startFrom: m.startFrom, taskStatus: t.cutover?.taskStatus ?? '' };
+          });
           return;
         }
         case 'cutover-done': {
-          const task = await this.store.getTaskById(taskId);
-          if (!task) return;
           const r = m.report;
+          const task = await this.ownerModify(taskId, (task) => {
           const c = task.cutover ?? { taskStatus: '', direction: 'forward', startFrom: null, last: null };
           task.cutover = {
             ...c,
@@ -588,45 +808,39 @@ export class TaskManager {
             },
           };
           task.updatedAt = new Date().toISOString();
-          await this.store.updateTask(task);
+          });
+          if (!task) return;
           const what = r.action === 'exchange' ? 'EXCHANGE' : 'ROLLBACK';
-          if (r.ok) await this.log(taskId, 'INFO', `${what}_SUCCESS`, `${r.action} succeeded: writes paused ${r.pauseMs} ms; direction ${r.direction === 'forward' ? 'source → target' : 'target → source'}`);
-          else await this.log(taskId, 'ERROR', `${what}_FAILED`, `${r.action} failed, clients stay where they were: ${r.error}`);
+          if (r.ok) await this.olog(taskId, 'INFO', `${what}_SUCCESS`, `${r.action} succeeded: writes paused ${r.pauseMs} ms; direction ${r.direction === 'forward' ? 'source → target' : 'target → source'}`);
+          else await this.olog(taskId, 'ERROR', `${what}_FAILED`, `${r.action} failed, clients stay where they were: ${r.error}`);
           return;
         }
         case 'finished': {
           if (m.permanent) running.permanent = true;
           if (running.isImport) {
-            const task = await this.store.getTaskById(taskId);
+            const task = await this.ownerModify(taskId, (t) => {
+              if (running.importProgress) t.stats = this.importStats(running.importProgress);
+              t.updatedAt = new Date().toISOString();
+              if (m.outcome === 'failed') t.error = t.backupFiles ? this.importReason(t.backupFiles, m.reason ?? 'the import failed') : m.reason;
+              else t.status = m.outcome === 'done' ? 'SUCCESS' : 'TERMINATED';
+            });
             if (!task) return;
-            if (running.importProgress) task.stats = this.importStats(running.importProgress);
-            task.updatedAt = new Date().toISOString();
-            if (m.outcome === 'failed') {
-              task.error = task.backupFiles ? this.importReason(task.backupFiles, m.reason ?? 'the import failed') : m.reason;
-              await this.log(taskId, 'ERROR', 'FAILED', `import failed: ${task.error}`);
-            } else {
-              task.status = m.outcome === 'done' ? 'SUCCESS' : 'TERMINATED';
-              await this.log(taskId, 'INFO', task.status, `import ${m.outcome}: ${running.importProgress?.keys ?? 0} keys, ${running.importProgress?.commands ?? 0} commands`);
-            }
-            await this.store.updateTask(task);
+            if (m.outcome === 'failed') await this.olog(taskId, 'ERROR', 'FAILED', `import failed: ${task.error}`);
+            else await this.olog(taskId, 'INFO', task.status, `import ${m.outcome}: ${running.importProgress?.keys ?? 0} keys, ${running.importProgress?.commands ?? 0} commands`);
             return;
           }
           running.progress = m.progress;
-          const task = await this.store.getTaskById(taskId);
+          const stats = this.statsFrom(running);
+          const task = await this.ownerModify(taskId, (t) => {
+            t.stats = stats;
+            t.updatedAt = new Date().toISOString();
+            if (m.outcome === 'failed') t.error = m.reason;
+            else t.status = m.outcome === 'done' ? 'SUCCESS' : 'TERMINATED';
+          });
           if (!task) return;
-          task.stats = this.statsFrom(running);
-          task.updatedAt = new Date().toISOString();
-          if (m.outcome === 'failed') {
-            task.error = m.reason;
-            await this.log(taskId, 'ERROR', 'FAILED', `migration failed: ${m.reason}`);
-          } else if (m.outcome === 'done') {
-            task.status = 'SUCCESS';
-            await this.log(taskId, 'INFO', 'SUCCESS', `migration finished: ${m.progress.snapshot.keys} keys`);
-          } else {
-            task.status = 'TERMINATED';
-            await this.log(taskId, 'INFO', 'TERMINATED', 'migration stopped');
-          }
-          await this.store.updateTask(task);
+          if (m.outcome === 'failed') await this.olog(taskId, 'ERROR', 'FAILED', `migration failed: ${m.reason}`);
+          else if (m.outcome === 'done') await this.olog(taskId, 'INFO', 'SUCCESS', `migration finished: ${m.progress.snapshot.keys} keys`);
+          else await this.olog(taskId, 'INFO', 'TERMINATED', 'migration stopped');
           return;
         }
       }
@@ -637,13 +851,22 @@ export class TaskManager {
 
   private async onWorkerExit(taskId: string, running: Running, exit: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
     if (this.running.get(taskId) === running) this.running.delete(taskId);
-    if (this.closing) return;
+    // Shutting down, or the lease is gone (the worker was killed for it, or stopped itself):
+    // whatever happens next is for the node that holds the task now.
+    if (this.closing || running.lost || !this.leases.fence(taskId)) return;
     const task = await this.store.getTaskById(taskId);
-    if (!task) return;
+    if (!task) {
+      await this.leases.release(taskId);
+      return;
+    }
     // Ended already: the worker reported its outcome (and the log has it) before it exited.
-    if (task.status === 'SUCCESS' || task.status === 'TERMINATED') return;
     if (task.status === 'TERMINATING' || task.stopRequested) {
-      await this.setStatus(task, 'TERMINATED');
+      if (task.status !== 'SUCCESS' && task.status !== 'TERMINATED') await this.setStatus(task, 'TERMINATED');
+      await this.leases.release(taskId);
+      return;
+    }
+    if (!ACTIVE_STATUSES.includes(task.status)) {
+      await this.leases.release(taskId);
       return;
     }
     if (task.migrationType === 'backupfile_import') {
@@ -669,15 +892,20 @@ export class TaskManager {
     if (task.resumeMode === 'auto') {
       // Until resuming from a checkpoint exists, "auto" means: start the migration again.
       const delay = Math.min(30_000, 1000 * 2 ** Math.min(running.restarts, 5));
-      await this.log(taskId, 'WARN', 'RECONNECT', `${reason}; starting again in ${Math.round(delay / 1000)} s (resume_mode auto)`);
-      task.status = 'FULLMIGRATING';
-      task.error = reason;
-      await this.store.updateTask(task);
+      await this.olog(taskId, 'WARN', 'RECONNECT', `${reason}; starting again in ${Math.round(delay / 1000)} s (resume_mode auto)`);
+      await this.ownerModify(taskId, (t) => {
+        if (t.status === 'TERMINATING' || t.stopRequested) return false;
+        t.status = 'FULLMIGRATING';
+        t.error = reason;
+      });
       setTimeout(() => {
-        void this.store.getTaskById(taskId).then((t) => {
-          if (t && !t.stopRequested && t.status === 'FULLMIGRATING' && !this.running.has(taskId) && !this.closing) {
-            this.launch(t, running.restarts + 1);
-          }
+        void this.store.getTaskById(taskId).then(async (t) => {
+          if (!this.leases.fence(taskId) || this.closing || this.running.has(taskId)) return;
+          if (t && !t.stopRequested && t.status === 'FULLMIGRATING') this.launch(t, running.restarts + 1);
+          else if (t && (t.stopRequested || t.status === 'TERMINATING')) {
+            await this.setStatus(t, 'TERMINATED');
+            await this.leases.release(taskId);
+          } else await this.leases.release(taskId);
         });
       }, delay).unref();
       return;
@@ -685,14 +913,15 @@ export class TaskManager {
     await this.fail(taskId, reason);
   }
 
+  /** The owner fails the task for good (and gives its lease up). */
   private async fail(taskId: string, reason: string): Promise<void> {
-    const task = await this.store.getTaskById(taskId);
-    if (!task) return;
-    task.status = 'FAILED';
-    task.error = reason;
-    task.updatedAt = new Date().toISOString();
-    await this.store.updateTask(task);
-    await this.log(taskId, 'ERROR', 'FAILED', reason);
+    const task = await this.ownerModify(taskId, (t) => {
+      t.status = 'FAILED';
+      t.error = reason;
+      t.updatedAt = new Date().toISOString();
+    });
+    if (task) await this.olog(taskId, 'ERROR', 'FAILED', reason);
+    await this.leases.release(taskId);
   }
 
   private statusFor(task: Task, phase: MigrationProgress['phase']): TaskStatus {
@@ -784,11 +1013,15 @@ export class TaskManager {
     };
   }
 
+  /** The owner records the task's new status. */
   private async setStatus(task: Task, status: TaskStatus): Promise<void> {
-    task.status = status;
-    task.updatedAt = new Date().toISOString();
-    await this.store.updateTask(task);
-    if (status === 'TERMINATED') await this.log(task.id, 'INFO', 'TERMINATED', 'migration stopped');
+    const stored = await this.ownerModify(task.id, (t) => {
+      t.status = status;
+      t.updatedAt = new Date().toISOString();
+    });
+    if (!stored) return;
+    Object.assign(task, stored);
+    if (status === 'TERMINATED') await this.olog(task.id, 'INFO', 'TERMINATED', 'migration stopped');
   }
 
   async log(taskId: string, level: LogLevel, code: string, message: string): Promise<void> {

@@ -117,6 +117,8 @@ export interface Task {
    * would break exactly-once).
    */
   workerPid?: number | null;
+  /** The node that ran that worker: only that node may kill it by pid (a pid means nothing on another host). */
+  workerNode?: string | null;
   /** How the source is read: auto (PSYNC, scan when refused), psync, scan. */
   sourceMode?: 'auto' | 'psync' | 'scan';
   /** Extension: what moves the clients at a cutover (else the service's default hook). */

@@ -87,6 +87,11 @@ export class TaskRunner {
     this.send({ type: 'update', bandwidthLimitMb, resumeMode });
   }
 
+  /** The node renewed the task's lease: the worker may write until `validUntil`. */
+  lease(validUntil: number): void {
+    this.send({ type: 'lease', validUntil });
+  }
+
   /** Last resort, e.g. when the task is deleted while running. */
   kill(): void {
     this.child?.kill('SIGKILL');

@@ -35,7 +35,11 @@ export class SecretBox {
    */
   static loadOrCreate(dataDir: string): SecretBox {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const keyPath = path.join(dataDir, KEY_FILE);
+    return SecretBox.loadOrCreateFile(path.join(dataDir, KEY_FILE));
+  }
+
+  /** The same, for a key file at a path of its own (config `secretKeyFile`: nodes sharing one database share it). */
+  static loadOrCreateFile(keyPath: string): SecretBox {
     if (!fs.existsSync(keyPath)) createKeyFile(keyPath);
     // Whoever reads the key opens every stored password: the owner's only, whatever it was.
     if ((fs.statSync(keyPath).mode & 0o077) !== 0) fs.chmodSync(keyPath, 0o600);

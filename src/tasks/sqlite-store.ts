@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { AuditEntry, Job, LogLevel, Task, TaskLog } from './model.js';
-import type { TaskStore } from './store.js';
+import { StaleLeaseError, type Fence, type HeldLease, type NodeAnnouncement, type NodeRecord, type TaskCommand, type TaskCommandKind, type TaskStore } from './store.js';
 
 /** Logs kept per task; appending beyond it drops the oldest, so a looping task cannot fill the disk. */
 export const MAX_LOGS_PER_TASK = 10_000;
@@ -90,7 +90,37 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_log_by_project ON audit_log (project_id, id DESC);
     `,
   },
+  {
+    version: 3,
+    description: 'nodes, task_leases, task_commands',
+    sql: `
+      CREATE TABLE nodes (
+        id TEXT PRIMARY KEY NOT NULL,
+        listen TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        heartbeat_at_ms INTEGER NOT NULL
+      );
+      -- One row per task ever claimed; a released lease keeps its row (owner '') so the
+      -- token only ever grows.
+      CREATE TABLE task_leases (
+        task_id TEXT PRIMARY KEY NOT NULL,
+        owner TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+      );
+      CREATE INDEX task_leases_by_owner ON task_leases (owner, expires_at_ms);
+      CREATE TABLE task_commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL,
+        kind TEXT NOT NULL
+      );
+      CREATE INDEX task_commands_by_task ON task_commands (task_id);
+    `,
+  },
 ];
+
+/** A node silent for this long is dropped from the nodes table (its leases expired long before). */
+export const NODE_FORGOTTEN_AFTER_MS = 24 * 3600_000;
 
 /** The schema version this build writes; a database at a higher one came from a newer Ferry. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -112,18 +142,18 @@ interface LogRow {
 }
 
 /** `name` as a LIKE substring pattern: its own %, _ and \ match only themselves. */
-function likeSubstring(name: string): string {
+export function likeSubstring(name: string): string {
   return `%${name.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
-function createdAtMs(task: Task): number {
+export function createdAtMs(task: Task): number {
   const ms = Date.parse(task.createdAt);
   if (Number.isNaN(ms)) throw new RangeError(`task ${task.id}: createdAt is not a date: ${JSON.stringify(task.createdAt)}`);
   return ms;
 }
 
 /** SQLite reads a negative LIMIT as "no limit": refuse it rather than return everything. */
-function checkPage(query: { offset: number; limit: number }): void {
+export function checkPage(query: { offset: number; limit: number }): void {
   if (!Number.isSafeInteger(query.offset) || query.offset < 0) throw new RangeError(`offset must be an integer >= 0, got ${query.offset}`);
   if (!Number.isSafeInteger(query.limit) || query.limit < 0) throw new RangeError(`limit must be an integer >= 0, got ${query.limit}`);
 }
@@ -186,6 +216,8 @@ export class SqliteTaskStore implements TaskStore {
   private readonly stmt;
   private readonly appendLogTx;
   private readonly deleteTasksTx;
+  private readonly modifyTaskTx;
+  private readonly claimTx;
 
   private constructor(private readonly db: Database.Database) {
     // Prepared once here: preparing parses and plans the SQL, which costs more than running it.
@@ -237,15 +269,72 @@ export class SqliteTaskStore implements TaskStore {
       trimAudit: db.prepare<[number | bigint]>('DELETE FROM audit_log WHERE id <= ?'),
       countAudit: db.prepare<[string], CountRow>('SELECT COUNT(*) AS n FROM audit_log WHERE project_id = ?'),
       listAudit: db.prepare<[string, number, number], DataRow>('SELECT data FROM audit_log WHERE project_id = ? ORDER BY id DESC LIMIT ? OFFSET ?'),
+      leaseOf: db.prepare<[string], { owner: string; token: number; expires_at_ms: number }>('SELECT owner, token, expires_at_ms FROM task_leases WHERE task_id = ?'),
+      upsertNode: db.prepare<[string, string, number, number]>(
+        `INSERT INTO nodes (id, listen, capacity, heartbeat_at_ms) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET listen = excluded.listen, capacity = excluded.capacity, heartbeat_at_ms = excluded.heartbeat_at_ms`,
+      ),
+      pruneNodes: db.prepare<[number]>('DELETE FROM nodes WHERE heartbeat_at_ms < ?'),
+      renewLeases: db.prepare<[number, string, number], { task_id: string; token: number }>(
+        'UPDATE task_leases SET expires_at_ms = ? WHERE owner = ? AND expires_at_ms >= ? RETURNING task_id, token',
+      ),
+      claimable: db.prepare<[string, number, string | null, string | null, number], { id: string }>(
+        `SELECT t.id FROM tasks t LEFT JOIN task_leases l ON l.task_id = t.id
+         WHERE t.status IN (SELECT value FROM json_each(?)) AND (l.task_id IS NULL OR l.owner = '' OR l.expires_at_ms < ?)
+           AND (? IS NULL OR t.id = ?)
+         ORDER BY t.seq LIMIT ?`,
+      ),
+      claim: db.prepare<[string, string, number], { token: number }>(
+        `INSERT INTO task_leases (task_id, owner, token, expires_at_ms) VALUES (?, ?, 1, ?)
+         ON CONFLICT (task_id) DO UPDATE SET owner = excluded.owner, token = token + 1, expires_at_ms = excluded.expires_at_ms
+         RETURNING token`,
+      ),
+      reclaim: db.prepare<[number, string], { task_id: string; token: number }>(
+        'UPDATE task_leases SET token = token + 1, expires_at_ms = ? WHERE owner = ? RETURNING task_id, token',
+      ),
+      release: db.prepare<[string, string, number]>("UPDATE task_leases SET owner = '', expires_at_ms = 0 WHERE task_id = ? AND owner = ? AND token = ?"),
+      leaseOwner: db.prepare<[string, number], { owner: string }>("SELECT owner FROM task_leases WHERE task_id = ? AND owner <> '' AND expires_at_ms >= ?"),
+      liveNodes: db.prepare<[number], { id: string; listen: string; capacity: number; heartbeat_at_ms: number }>(
+        'SELECT id, listen, capacity, heartbeat_at_ms FROM nodes WHERE heartbeat_at_ms >= ? ORDER BY id',
+      ),
+      leasesOf: db.prepare<[string, number], { task_id: string }>('SELECT task_id FROM task_leases WHERE owner = ? AND expires_at_ms >= ? ORDER BY task_id'),
+      countByStatus: db.prepare<[string], CountRow>('SELECT COUNT(*) AS n FROM tasks WHERE status IN (SELECT value FROM json_each(?))'),
+      countNodes: db.prepare<[number], CountRow>('SELECT COUNT(*) AS n FROM nodes WHERE heartbeat_at_ms >= ?'),
+      insertCommand: db.prepare<[string, string]>('INSERT INTO task_commands (task_id, kind) VALUES (?, ?)'),
+      takeCommands: db.prepare<[string, number], { id: number; task_id: string; kind: string }>(
+        'DELETE FROM task_commands WHERE task_id IN (SELECT task_id FROM task_leases WHERE owner = ? AND expires_at_ms >= ?) RETURNING id, task_id, kind',
+      ),
+      deleteLeaseOfTask: db.prepare<[string]>('DELETE FROM task_leases WHERE task_id = ?'),
+      deleteCommandsOfTask: db.prepare<[string]>('DELETE FROM task_commands WHERE task_id = ?'),
     };
 
     const s = this.stmt;
     // Sequence number, insert and trim in one transaction, so the cap holds even with two
     // writers and a crash never leaves a half-applied append.
-    this.appendLogTx = db.transaction((log: TaskLog): void => {
+    this.appendLogTx = db.transaction((log: TaskLog, fence?: Fence): boolean => {
+      if (fence && !this.holds(log.taskId, fence)) return false;
       const seq = (s.lastLogSeq.get(log.taskId)?.seq ?? 0) + 1;
       s.insertLog.run(log.taskId, seq, log.createdAt, log.level, log.code, log.message, JSON.stringify(log.keywords));
       if (seq > MAX_LOGS_PER_TASK) s.trimLogs.run(log.taskId, seq - MAX_LOGS_PER_TASK);
+      return true;
+    });
+    this.modifyTaskTx = db.transaction((id: string, change: (task: Task) => boolean | void, fence?: Fence): Task | null => {
+      if (fence && !this.holds(id, fence)) throw new StaleLeaseError(id, fence);
+      const row = s.getTaskById.get(id);
+      if (!row) return null;
+      const task = parseTask(row);
+      if (change(task) === false) return task;
+      s.updateTask.run(task.name, task.status, createdAtMs(task), JSON.stringify(task), task.id, task.projectId);
+      return task;
+    });
+    this.claimTx = db.transaction((nodeId: string, statuses: readonly string[], limit: number, leaseMs: number, taskId?: string): HeldLease[] => {
+      const now = Date.now();
+      const ids = s.claimable.all(JSON.stringify(statuses), now, taskId ?? null, taskId ?? null, limit);
+      return ids.map(({ id }) => {
+        // Commands queued for the previous owner are stale: the task's row says what they said.
+        s.deleteCommandsOfTask.run(id);
+        return { taskId: id, token: s.claim.get(id, nodeId, now + leaseMs)!.token };
+      });
     });
     this.deleteTasksTx = db.transaction((projectId: string, ids: readonly string[]): string[] => {
       const deleted: string[] = [];
@@ -253,6 +342,8 @@ export class SqliteTaskStore implements TaskStore {
         // Logs only go with a task this project owns: another project's ids must not reach them.
         if (s.deleteTask.run(projectId, id).changes === 0) continue;
         s.deleteLogsOfTask.run(id);
+        s.deleteLeaseOfTask.run(id);
+        s.deleteCommandsOfTask.run(id);
         deleted.push(id);
       }
       return deleted;
@@ -329,10 +420,82 @@ export class SqliteTaskStore implements TaskStore {
     return this.deleteTasksTx(projectId, ids);
   }
 
-  async appendLog(log: TaskLog): Promise<void> {
+  async appendLog(log: TaskLog, fence?: Fence): Promise<boolean> {
     // IMMEDIATE: take the write lock before reading MAX(seq), so a second process cannot read
     // the same number in between (it would fail the unique index instead of waiting).
-    this.appendLogTx.immediate(log);
+    return this.appendLogTx.immediate(log, fence);
+  }
+
+  async modifyTask(id: string, change: (task: Task) => boolean | void, fence?: Fence): Promise<Task | null> {
+    return this.modifyTaskTx.immediate(id, change, fence);
+  }
+
+  private holds(taskId: string, fence: Fence): boolean {
+    const lease = this.stmt.leaseOf.get(taskId);
+    return lease !== undefined && lease.owner === fence.nodeId && lease.token === fence.token;
+  }
+
+  // -- nodes, leases, commands (one node in practice; the same semantics as PostgreSQL) --------
+
+  async heartbeat(node: NodeAnnouncement, leaseMs: number): Promise<HeldLease[]> {
+    return this.db.transaction(() => {
+      const now = Date.now();
+      this.stmt.upsertNode.run(node.id, node.listen, node.capacity, now);
+      this.stmt.pruneNodes.run(now - NODE_FORGOTTEN_AFTER_MS);
+      return this.stmt.renewLeases.all(now + leaseMs, node.id, now).map((r) => ({ taskId: r.task_id, token: r.token }));
+    }).immediate();
+  }
+
+  async claimTasks(nodeId: string, statuses: readonly string[], limit: number, leaseMs: number, taskId?: string): Promise<HeldLease[]> {
+    if (statuses.length === 0 || limit <= 0) return [];
+    return this.claimTx.immediate(nodeId, statuses, limit, leaseMs, taskId);
+  }
+
+  async reclaimLeases(nodeId: string, leaseMs: number): Promise<HeldLease[]> {
+    return this.stmt.reclaim.all(Date.now() + leaseMs, nodeId).map((r) => ({ taskId: r.task_id, token: r.token }));
+  }
+
+  async removeNode(nodeId: string): Promise<void> {
+    this.db.prepare('DELETE FROM nodes WHERE id = ?').run(nodeId);
+  }
+
+  async releaseLease(taskId: string, fence: Fence): Promise<void> {
+    this.stmt.release.run(taskId, fence.nodeId, fence.token);
+  }
+
+  async leaseOwner(taskId: string): Promise<string | null> {
+    return this.stmt.leaseOwner.get(taskId, Date.now())?.owner ?? null;
+  }
+
+  async listNodes(withinMs: number): Promise<NodeRecord[]> {
+    const now = Date.now();
+    return this.db.transaction(() =>
+      this.stmt.liveNodes.all(now - withinMs).map((n) => ({
+        id: n.id,
+        listen: n.listen,
+        capacity: n.capacity,
+        heartbeatAt: new Date(n.heartbeat_at_ms).toISOString(),
+        tasks: this.stmt.leasesOf.all(n.id, now).map((r) => r.task_id),
+      })),
+    )();
+  }
+
+  async load(statuses: readonly string[], withinMs: number): Promise<{ tasks: number; nodes: number }> {
+    return {
+      tasks: this.stmt.countByStatus.get(JSON.stringify(statuses))?.n ?? 0,
+      nodes: this.stmt.countNodes.get(Date.now() - withinMs)?.n ?? 0,
+    };
+  }
+
+  async sendCommand(taskId: string, kind: TaskCommandKind): Promise<void> {
+    this.stmt.insertCommand.run(taskId, kind);
+  }
+
+  async takeCommands(nodeId: string): Promise<TaskCommand[]> {
+    return this.stmt.takeCommands
+      .all(nodeId, Date.now())
+      .map((r) => ({ id: r.id, taskId: r.task_id, kind: r.kind as TaskCommandKind }))
+      .sort((a, b) => a.id - b.id);
   }
 
   async listLogs(taskId: string, query: { offset: number; limit: number; level?: LogLevel }): Promise<{ total: number; logs: TaskLog[] }> {

@@ -46,6 +46,12 @@ export interface WorkerStart {
   cutover?: { pauseTimeoutMs?: number; drainTimeoutMs?: number };
   /** Which source dbs go where (the API's db_map, dbs, db_prefix). */
   dbMapping?: DbMappingSpec | null;
+  /**
+   * Until when (ms since the epoch, this host's clock) the node's lease on the task lets this
+   * worker write; later `lease` messages extend it. Past it, the worker exits at once without
+   * another write: its node could not renew, and another node may own the task by now.
+   */
+  leaseValidUntil?: number;
 }
 
 /** ExchangeInstanceIp / RollbackExchangeInstanceIp: switch the clients with this hook. */
@@ -55,6 +61,12 @@ export interface WorkerCutover {
   hook: SwitchHook;
   exchangedIp: string[];
   isExchangeDomain: boolean;
+}
+
+/** The node renewed its lease on the task: the worker may go on until `validUntil`. */
+export interface WorkerLease {
+  type: 'lease';
+  validUntil: number;
 }
 
 /** The task ended for good (deleted): remove its checkpoints from the target, then exit. */
@@ -101,7 +113,7 @@ export interface WorkerStop {
   type: 'stop';
 }
 
-export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup | WorkerStop | WorkerUpdate | WorkerCutover;
+export type ToWorker = WorkerStart | WorkerStartImport | WorkerStartVerify | WorkerStartCleanup | WorkerStop | WorkerUpdate | WorkerCutover | WorkerLease;
 
 export interface WorkerProgress {
   type: 'progress';

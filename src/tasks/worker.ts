@@ -22,6 +22,16 @@ import { emptySnapshotStats, emptyStreamStats } from '../engine/stats.js';
 import { PreflightError } from '../engine/preflight.js';
 import { addressPolicy, checkUrl, makeAddressPolicy, policyLookup, setAddressPolicy, urlPort } from '../common/address-policy.js';
 
+/**
+ * Until when this worker may write (its node's lease on the task; see WorkerStart). Renewals
+ * are taken from the first moment, not only once the migration is set up: a worker that takes
+ * long to start must not miss the ones that came meanwhile.
+ */
+let leaseValidUntil: number | undefined;
+process.on('message', (m: ToWorker) => {
+  if (m.type === 'lease') leaseValidUntil = Math.max(leaseValidUntil ?? 0, m.validUntil);
+});
+
 function send(message: FromWorker): void {
   // After the service is gone there is nobody to tell (and send would throw).
   if (process.connected) process.send?.(message);
@@ -128,6 +138,20 @@ async function run(start: WorkerStart): Promise<void> {
       targetKeys = t ?? targetKeys;
     });
   }, 1000);
+
+  // The lease: a worker whose node stopped renewing (paused, cut off from the database) exits
+  // before the store lets another node take the task, writing nothing more. Exit code 4, no
+  // outcome: like a crash, the checkpoints on the target stay for whoever resumes.
+  if (start.leaseValidUntil !== undefined) leaseValidUntil = Math.max(leaseValidUntil ?? 0, start.leaseValidUntil);
+  if (leaseValidUntil !== undefined) {
+    const expired = (): boolean => leaseValidUntil !== undefined && Date.now() > leaseValidUntil;
+    const watch = setInterval(() => {
+      // After a long busy stretch timers run before pending IPC is read: look again once the
+      // messages that came meanwhile (a renewal, likely) have been handled.
+      if (expired()) setImmediate(() => expired() && process.exit(4));
+    }, 100);
+    watch.unref();
+  }
 
   let stoppedByService = false;
   process.on('message', (m: ToWorker) => {

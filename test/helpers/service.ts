@@ -19,6 +19,10 @@ export interface ServiceConfigFile {
   firstConnectTimeoutSeconds?: number;
   objectStore?: Record<string, unknown>;
   metricsToken?: string;
+  /** Several nodes on one PostgreSQL database (issue 13). */
+  store?: { postgres: string; schema?: string };
+  node?: { id?: string; capacity?: number; leaseSeconds?: number };
+  secretKeyFile?: string;
 }
 
 /** A real `ferry serve` process (the built dist/cli.js) on a free loopback port. */
