@@ -41,6 +41,7 @@ async function main(): Promise<void> {
     const ferryTimes: number[] = [];
     const nativeTimes: number[] = [];
     const rewriteTimes: number[] = [];
+    const baseTimes: number[] = [];
     let peakRssMb = 0;
     let rewritePeakRssMb = 0;
     let copied = 0;
@@ -59,6 +60,15 @@ async function main(): Promise<void> {
       await replica.stop();
       process.stdout.write(`native run ${i + 1}: ${seconds.toFixed(2)} s\n`);
       nativeTimes.push(seconds);
+
+      if (process.env.BENCH_BASE_CLI) {
+        // Another build of Ferry (BENCH_BASE_CLI=/other/checkout/dist/cli.js), in the same run: before/after.
+        const t = await startRedis();
+        const r = await ferryFull(source.addr, t.addr, [], [], process.env.BENCH_BASE_CLI);
+        await t.stop();
+        process.stdout.write(`base run ${i + 1}: ${r.seconds.toFixed(2)} s, peak RSS ${r.peakRssMb.toFixed(0)} MB\n`);
+        baseTimes.push(r.seconds);
+      }
 
       if (rewrite) {
         // The rebuild path: every key decoded and rebuilt with type commands (--rewrite).
@@ -87,6 +97,9 @@ async function main(): Promise<void> {
       [`(b) native replication, REPLICAOF until in sync, best / median of ${runs}`, `${best(nativeTimes).toFixed(2)} s / ${med(nativeTimes).toFixed(2)} s`],
       ['ratio Ferry / native (best / median)', `${(best(ferryTimes) / best(nativeTimes)).toFixed(2)} / ${(med(ferryTimes) / med(nativeTimes)).toFixed(2)}`],
       ['(c) Ferry peak RSS (worst run)', `${peakRssMb.toFixed(0)} MB`],
+      ...(baseTimes.length
+        ? [[`base build (BENCH_BASE_CLI), best / median of ${runs}`, `${best(baseTimes).toFixed(2)} s / ${med(baseTimes).toFixed(2)} s (ratio to native ${(best(baseTimes) / best(nativeTimes)).toFixed(2)} / ${(med(baseTimes) / med(nativeTimes)).toFixed(2)})`]]
+        : []),
       ...(rewrite
         ? [
             [`(e) rebuild path (--rewrite), best / median of ${runs}`, `${best(rewriteTimes).toFixed(2)} s / ${med(rewriteTimes).toFixed(2)} s = ${(rdbMb / best(rewriteTimes)).toFixed(1)} / ${(rdbMb / med(rewriteTimes)).toFixed(1)} MB/s of RDB`],

@@ -6,6 +6,7 @@
  *   BENCH_N=200000 BENCH_RUNS=2 npm run bench:incremental
  *   BENCH_VARIANTS=ferry-checkpoint,ferry,native   # which sides run (this order, alternating)
  *   BENCH_PROFILE=DIR                          # Ferry under node --cpu-prof, profiles in DIR
+ *   BENCH_BASE_CLI=/other/checkout/dist/cli.js # variants base, base-checkpoint: another build, same run
  *
  * For each run, into a fresh empty target: the replica (Ferry `migrate --method incremental`
  * in a child process, or a fresh redis-server doing REPLICAOF) is attached and in its stream
@@ -41,10 +42,10 @@ async function sleep(ms: number): Promise<void> {
 }
 
 /** Starts `ferry migrate --method incremental`; resolves once it reports the incremental phase. */
-async function startFerry(source: RedisServer, target: RedisServer, checkpoint: boolean, run: number): Promise<{ child: ChildProcess; peak: () => number; exited: Promise<number | null> }> {
+async function startFerry(source: RedisServer, target: RedisServer, checkpoint: boolean, run: number, cli: string): Promise<{ child: ChildProcess; peak: () => number; exited: Promise<number | null> }> {
   const nodeArgs = PROFILE ? ['--cpu-prof', '--cpu-prof-dir', PROFILE] : [];
   const args = ['migrate', '--source', source.addr, '--target', target.addr, '--method', 'incremental', '--json', ...(checkpoint ? ['--checkpoint', `bench${run}`] : [])];
-  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'dist/cli.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -102,7 +103,9 @@ async function oneRun(source: RedisServer, variant: string, run: number): Promis
         await sleep(5);
       }
     } else {
-      ferry = await startFerry(source, target, variant === 'ferry-checkpoint', run);
+      const base = variant.startsWith('base');
+      if (base && !process.env.BENCH_BASE_CLI) throw new Error(`variant ${variant} needs BENCH_BASE_CLI`);
+      ferry = await startFerry(source, target, variant.endsWith('-checkpoint'), run, base ? process.env.BENCH_BASE_CLI! : path.join(root, 'dist/cli.js'));
     }
     const marker = `bench:marker:${run}:${Date.now()}`;
     const started = process.hrtime.bigint();
