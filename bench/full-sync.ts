@@ -80,6 +80,12 @@ async function main(): Promise<void> {
         process.stdout.write(`ferry --rewrite run ${i + 1}: ${r.seconds.toFixed(2)} s (${(rdbMb / r.seconds).toFixed(1)} MB/s), peak RSS ${r.peakRssMb.toFixed(0)} MB\n`);
         rewriteTimes.push(r.seconds);
         rewritePeakRssMb = Math.max(rewritePeakRssMb, r.peakRssMb);
+        if (process.env.BENCH_BASE_CLI) {
+          const t2 = await startRedis();
+          const b = await ferryFull(source.addr, t2.addr, ['--rewrite'], [], process.env.BENCH_BASE_CLI);
+          await t2.stop();
+          process.stdout.write(`base --rewrite run ${i + 1}: ${b.seconds.toFixed(2)} s (${(rdbMb / b.seconds).toFixed(1)} MB/s), peak RSS ${b.peakRssMb.toFixed(0)} MB\n`);
+        }
       }
     }
 

@@ -16,12 +16,13 @@ run() {
   echo "== $name ($*)"
   env "$@" node --import tsx "bench/$name.ts" 2>&1 | tee "$out/$name.txt"
 }
-only="${BENCH_ONLY:-full-sync,cluster-sync,incremental,bandwidth,verify}"
+only="${BENCH_ONLY:-full-sync,cluster-sync,incremental,big-values,verify}"
 for b in ${only//,/ }; do
   case "$b" in
     full-sync) run full-sync BENCH_KEYS="${BENCH_KEYS:-1000000}" BENCH_RUNS="${BENCH_RUNS:-3}" BENCH_REWRITE=1 ;;
     cluster-sync) run cluster-sync BENCH_KEYS="${BENCH_CLUSTER_KEYS:-300000}" BENCH_RUNS="${BENCH_RUNS:-3}" ;;
     incremental) run incremental BENCH_N="${BENCH_N:-1000000}" BENCH_RUNS="${BENCH_RUNS:-3}" ;;
+    big-values) run big-values BENCH_MB="${BENCH_MB:-400}" BENCH_RUNS="${BENCH_RUNS:-3}" ;;
     verify) run verify BENCH_KEYS="${BENCH_VERIFY_KEYS:-200000}" BENCH_RUNS="${BENCH_RUNS:-3}" ;;
     bandwidth) run bandwidth BENCH_LIMITS=0 BENCH_SECONDS="${BENCH_SECONDS:-6}" ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
