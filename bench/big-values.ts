@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     const rdbMb = statSync(path.join(source.dir, 'dump.rdb')).size / 1024 / 1024;
     const ferry: number[] = [];
     const native: number[] = [];
+    const base: number[] = [];
     let peak = 0;
     for (let i = 0; i < RUNS; i++) {
       const t = await startRedis();
@@ -51,6 +52,13 @@ async function main(): Promise<void> {
       const n = await nativeReplication(source, replica);
       await replica.stop();
       native.push(n);
+      if (process.env.BENCH_BASE_CLI) {
+        const tb = await startRedis();
+        const b = await ferryFull(source.addr, tb.addr, [], [], process.env.BENCH_BASE_CLI);
+        await tb.stop();
+        base.push(b.seconds);
+        process.stdout.write(`run ${i + 1}: base build ${b.seconds.toFixed(2)} s (${(rdbMb / b.seconds).toFixed(0)} MB/s)\n`);
+      }
       process.stdout.write(`run ${i + 1}: ferry ${r.seconds.toFixed(2)} s (${(rdbMb / r.seconds).toFixed(0)} MB/s, peak RSS ${r.peakRssMb.toFixed(0)} MB), native ${n.toFixed(2)} s (${(rdbMb / n).toFixed(0)} MB/s)\n`);
     }
     if (process.env.BENCH_PROFILE) {
@@ -65,6 +73,7 @@ async function main(): Promise<void> {
     process.stdout.write(`| native replication, best / median of ${RUNS} | ${rate(Math.min(...native))} / ${rate(median(native))} |\n`);
     process.stdout.write(`| ratio Ferry / native time (best / median) | ${(Math.min(...ferry) / Math.min(...native)).toFixed(2)} / ${(median(ferry) / median(native)).toFixed(2)} |\n`);
     process.stdout.write(`| Ferry peak RSS (worst run) | ${peak.toFixed(0)} MB |\n`);
+    if (base.length) process.stdout.write(`| base build (BENCH_BASE_CLI), best / median | ${rate(Math.min(...base))} / ${rate(median(base))} |\n`);
   } finally {
     await source.stop();
     await stopAll();
