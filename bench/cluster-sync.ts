@@ -30,8 +30,9 @@ async function main(): Promise<void> {
     await loadMixedKeys(KEYS, async (key) => connections[owner[slotOf(Buffer.from(key))]!]!);
     for (const c of connections) c.destroy('loaded');
 
-    let ferry = { seconds: Infinity, peakRssMb: 0 };
-    let native = Infinity;
+    const ferryTimes: number[] = [];
+    const nativeTimes: number[] = [];
+    let peakRssMb = 0;
     for (let i = 0; i < RUNS; i++) {
       const target = await startCluster({ masters: 3 });
       const run = await ferryFull(source.addrs, target.addrs);
@@ -39,7 +40,8 @@ async function main(): Promise<void> {
       await target.stop();
       if (copied !== KEYS) throw new Error(`target holds ${copied} keys, expected ${KEYS}`);
       process.stdout.write(`ferry run ${i + 1}: ${run.seconds.toFixed(2)} s, peak RSS ${run.peakRssMb.toFixed(0)} MB\n`);
-      ferry = { seconds: Math.min(ferry.seconds, run.seconds), peakRssMb: Math.max(ferry.peakRssMb, run.peakRssMb) };
+      ferryTimes.push(run.seconds);
+      peakRssMb = Math.max(peakRssMb, run.peakRssMb);
 
       const replicas = await Promise.all(masters.map(() => startRedis()));
       const started = Date.now();
@@ -47,14 +49,19 @@ async function main(): Promise<void> {
       const seconds = (Date.now() - started) / 1000;
       await Promise.all(replicas.map((r) => r.stop()));
       process.stdout.write(`native run ${i + 1}: ${seconds.toFixed(2)} s\n`);
-      native = Math.min(native, seconds);
+      nativeTimes.push(seconds);
     }
+    const best = (xs: number[]): number => Math.min(...xs);
+    const med = (xs: number[]): number => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+    };
     const rows = [
       ['keys in the source cluster (3 masters)', KEYS.toLocaleString('en-US')],
-      [`(a) Ferry cluster → cluster full migration (best of ${RUNS})`, `${ferry.seconds.toFixed(2)} s`],
-      [`(b) native replication, one replica per source master, concurrently (best of ${RUNS})`, `${native.toFixed(2)} s`],
-      ['ratio Ferry / native', (ferry.seconds / native).toFixed(2)],
-      ['Ferry peak RSS (worst run)', `${ferry.peakRssMb.toFixed(0)} MB`],
+      [`(a) Ferry cluster → cluster full migration, best / median of ${RUNS}`, `${best(ferryTimes).toFixed(2)} s / ${med(ferryTimes).toFixed(2)} s`],
+      [`(b) native replication, one replica per source master, concurrently, best / median of ${RUNS}`, `${best(nativeTimes).toFixed(2)} s / ${med(nativeTimes).toFixed(2)} s`],
+      ['ratio Ferry / native (best / median)', `${(best(ferryTimes) / best(nativeTimes)).toFixed(2)} / ${(med(ferryTimes) / med(nativeTimes)).toFixed(2)}`],
+      ['Ferry peak RSS (worst run)', `${peakRssMb.toFixed(0)} MB`],
     ];
     process.stdout.write('\n| measure | value |\n|---|---|\n');
     for (const [k, v] of rows) process.stdout.write(`| ${k} | ${v} |\n`);

@@ -47,9 +47,9 @@ export function field(text: string, name: string): string | undefined {
 }
 
 /** `ferry migrate --method full` in a child process: wall time and peak RSS (VmHWM). */
-export async function ferryFull(sourceAddrs: string, targetAddrs: string, extraArgs: string[] = [], nodeArgs: string[] = []): Promise<{ seconds: number; peakRssMb: number }> {
+export async function ferryFull(sourceAddrs: string, targetAddrs: string, extraArgs: string[] = [], nodeArgs: string[] = [], cli = path.join(root, 'dist/cli.js')): Promise<{ seconds: number; peakRssMb: number }> {
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'dist/cli.js'), 'migrate', '--source', sourceAddrs, '--target', targetAddrs, '--method', 'full', ...extraArgs], {
+  const child = spawn(process.execPath, [...nodeArgs, cli, 'migrate', '--source', sourceAddrs, '--target', targetAddrs, '--method', 'full', ...extraArgs], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

@@ -9,6 +9,8 @@ export interface ChannelWrite extends BatchCommand {
   readonly name: string;
   /** The key it writes, for reports (null for key-less commands). */
   readonly key: Buffer | null;
+  /** A write standing for commands as received (a stream run, `count` of them): the same commands one write each, for reports and retries. */
+  explode?(): ChannelWrite[];
 }
 
 /**
@@ -67,6 +69,8 @@ interface Batch<Tag> {
   checkpoint: BatchCommand | null;
   attempt: number;
   holding: boolean;
+  /** Some write holds several commands (replies and refusal indices count commands, not writes). */
+  runs: boolean;
 }
 
 const DEFAULT_MAX_BATCH_WRITES = 2000;
@@ -149,16 +153,26 @@ export class BatchChannel<Tag = unknown> {
       policy.whenReleased(() => this.schedule());
       return;
     }
-    const batch: Batch<Tag> = { pieces: [], writes: [], checkpoint: null, attempt: 0, holding: false };
+    const batch: Batch<Tag> = { pieces: [], writes: [], checkpoint: null, attempt: 0, holding: false, runs: false };
     let bytes = 0;
+    let commands = 0;
     while (this.pending.length > 0) {
       const next = this.pending.peek()!;
-      const size = next.writes.reduce((n, w) => n + w.encoded.length, 0);
-      if (batch.pieces.length > 0 && (batch.writes.length + next.writes.length > this.maxWrites || bytes + size > this.maxBytes)) break;
+      let size = 0;
+      let count = 0;
+      let runs = false;
+      for (const w of next.writes) {
+        size += w.encoded.length;
+        count += w.count ?? 1;
+        if (w.explode) runs = true;
+      }
+      if (batch.pieces.length > 0 && (commands + count > this.maxWrites || bytes + size > this.maxBytes)) break;
       this.pending.shift();
       batch.pieces.push(next);
       for (const write of next.writes) batch.writes.push({ piece: next, write });
+      if (runs) batch.runs = true;
       bytes += size;
+      commands += count;
     }
     batch.checkpoint = this.options.checkpoint?.(batch.pieces[batch.pieces.length - 1]!.tag) ?? null;
     this.send(batch);
@@ -174,6 +188,12 @@ export class BatchChannel<Tag = unknown> {
   private answered(batch: Batch<Tag>, reply: BatchReply): void {
     if (this.stopped || reply.applied === false && reply.lost) return; // the loss is handled by whoever watches the target
     const policy = this.options.policy;
+    if (batch.runs) {
+      // The common case: every command applied, nobody reads the replies.
+      if (reply.applied && !reply.replies.some((r) => r instanceof ReplyError) && !batch.pieces.some((p) => p.replies)) return this.finish(batch);
+      // Anything else is handled command by command, as if each had come alone.
+      this.explode(batch);
+    }
     if (reply.applied) {
       for (let i = 0; i < batch.writes.length; i++) {
         const r = reply.replies[i];
@@ -216,6 +236,17 @@ export class BatchChannel<Tag = unknown> {
     // Refused as a whole with no culprit (EXECABORT for another reason): report every write.
     for (const { write } of batch.writes) if (policy.refused(write, reply.error) === 'stop') return this.stop();
     this.finish(batch);
+  }
+
+  /** Replaces every run of the batch by its commands, one write each (indices then match replies). */
+  private explode(batch: Batch<Tag>): void {
+    const writes: Batch<Tag>['writes'] = [];
+    for (const w of batch.writes) {
+      if (w.write.explode) for (const write of w.write.explode()) writes.push({ piece: w.piece, write });
+      else writes.push(w);
+    }
+    batch.writes = writes;
+    batch.runs = false;
   }
 
   private finish(batch: Batch<Tag>): void {

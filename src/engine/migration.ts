@@ -470,7 +470,7 @@ export class Migration extends EventEmitter {
           target.kind === 'cluster'
             ? new ClusterStreamBackend(target.router, this.refusals, o.logger, checkpointKey ? { prefix: checkpointKey, replid, slots: this.clusterSlotCheckpoints[index] ?? new Map<number, number>() } : null)
             : new StandaloneStreamBackend(target.writer.lanes[index % target.writer.lanes.length]!, this.refusals, checkpointKey ? { key: checkpointKey, replid } : null);
-        return new StreamApplier(dbs, stats, backend, flow, applied, { dropFlush: o.dropFlush });
+        return new StreamApplier(dbs, stats, backend, flow, applied, { dropFlush: o.dropFlush, coalesce: target.kind !== 'cluster' });
       },
     });
     return shard;

@@ -325,6 +325,7 @@ export class ShardSync {
         this.lag.received(command.offsetAfter);
         return sink.apply(command);
       },
+      endOfChunk: () => sink.endOfChunk(),
     });
     try {
       await done;

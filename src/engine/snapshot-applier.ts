@@ -20,6 +20,21 @@ const REPLACE = ['REPLACE'];
 const NONE: string[] = [];
 
 /**
+ * What a write in flight costs beyond its command bytes (its callbacks, the connection's entry,
+ * the parser's chunk its key still points into): charged to the flow budget too. Without it a
+ * snapshot of small keys had its whole keyspace in flight when the target was slower than the
+ * parser (64 MiB of 60-byte RESTOREs is a million keys): 500-700 MB of RSS on a busy machine.
+ */
+const KEY_OVERHEAD_BYTES = 1024;
+
+/**
+ * Keys being rebuilt at once, at most. Each holds a batch channel, a rewriter, its decoded
+ * elements and its encoded commands, far more than the bytes the flow budget sees: without a
+ * bound, 200k small keys rebuilt against a busy target reached 1 GB of RSS.
+ */
+const MAX_KEYS_REBUILDING = 256;
+
+/**
  * Applies snapshot entries to the target. Small keys become one RESTORE (raw payload,
  * absolute TTL, REPLACE), pipelined over the routes; a RESTORE refused for a passing reason
  * (OOM...) is sent again on its own (keys are independent, and each is written once). Big or
@@ -39,6 +54,9 @@ export class SnapshotApplier {
   private rewriteType = '';
   /** Set while skipping the chunks of a key that expired before it arrived. */
   private skippingKey = false;
+  /** Keys handed to their channel and not finished yet (see MAX_KEYS_REBUILDING). */
+  private rebuilding = 0;
+  private rebuildWaiters: (() => void)[] = [];
   checksumVerified: boolean | null = null;
 
   constructor(
@@ -49,7 +67,11 @@ export class SnapshotApplier {
     private readonly logger: Logger,
     private readonly flow: FlowControl,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    // A lost target finishes no key any more: whoever waits for a rebuild slot goes on (and
+    // meets the failure at its next flow.room()).
+    flow.whenFailed().catch(() => this.wakeRebuildWaiters());
+  }
 
   private get errors(): WriteErrorLog {
     return this.refusals.errors;
@@ -64,16 +86,17 @@ export class SnapshotApplier {
   /** The migration stops: a rebuilt key's channel sends nothing more, and nobody waits for it. */
   abandon(): void {
     this.rewriteChannel?.abandon();
+    this.wakeRebuildWaiters();
     for (const w of this.settleWaiters.splice(0)) w();
   }
 
   private began(bytes: number): void {
     this.outstanding++;
-    this.flow.take(bytes);
+    this.flow.take(bytes + KEY_OVERHEAD_BYTES);
   }
 
   private ended(bytes: number): void {
-    this.flow.give(bytes);
+    this.flow.give(bytes + KEY_OVERHEAD_BYTES);
     if (--this.outstanding === 0 && this.settleWaiters.length > 0) for (const w of this.settleWaiters.splice(0)) w();
   }
 
@@ -205,6 +228,7 @@ export class SnapshotApplier {
     this.rewriteChannel = new BatchChannel<null>({ transport: (commands, done) => route.sendBatch(commands.map((c) => c.encoded), done), policy: this.refusals });
     this.rewriteDb = place.db;
     this.rewriteType = header.logical;
+    this.rebuilding++;
     return this.sendRewrite(this.rewriter.begin(), key);
   }
 
@@ -221,8 +245,11 @@ export class SnapshotApplier {
     const logical = this.rewriteType;
     let lastError: string | null = null;
     let applied = false;
-    const finished = (): void => done?.(applied ? (lastError ?? rewriter.failure) : 'the target refused the rebuilt key (reported)');
-    return this.sendRewrite(commands, rewriter.key, (replies) => {
+    const finished = (): void => {
+      this.rebuildFinished();
+      done?.(applied ? (lastError ?? rewriter.failure) : 'the target refused the rebuilt key (reported)');
+    };
+    const pressure = this.sendRewrite(commands, rewriter.key, (replies) => {
       applied = true;
       const last = replies[replies.length - 1];
       if (last instanceof Error) lastError = last.message;
@@ -236,6 +263,22 @@ export class SnapshotApplier {
         this.countType(logical);
       }
     }, finished);
+    if (this.rebuilding < MAX_KEYS_REBUILDING) return pressure;
+    // Too many keys in the making: the next entry waits until one is finished.
+    const slot = new Promise<void>((resolve) => this.rebuildWaiters.push(resolve));
+    return pressure ? Promise.all([pressure, slot]).then(() => undefined) : slot;
+  }
+
+  private rebuildFinished(): void {
+    this.rebuilding--;
+    if (this.rebuilding < MAX_KEYS_REBUILDING) this.wakeRebuildWaiters();
+  }
+
+  private wakeRebuildWaiters(): void {
+    if (this.rebuildWaiters.length === 0) return;
+    const waiters = this.rebuildWaiters;
+    this.rebuildWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** A group of a rebuilt key's commands, in order behind the key's earlier groups. */

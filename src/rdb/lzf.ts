@@ -114,7 +114,10 @@ export class LzfStream {
     private readonly pieceBytes = 1 << 20,
   ) {
     if (!Number.isSafeInteger(expectedLength) || expectedLength < 0) throw new Error(`LZF: invalid expected length ${expectedLength}`);
-    this.window = Buffer.allocUnsafe(MAX_REF_DIST + pieceBytes + MAX_REF_LEN + MAX_LITERAL_RUN);
+    // Sized for the output when it is smaller than a piece: output never passes expectedLength,
+    // and a window of a whole piece (1 MiB) for every small compressed string of a snapshot was
+    // most of the rebuild path's time, in the garbage collector.
+    this.window = Buffer.allocUnsafe(MAX_REF_DIST + Math.min(pieceBytes, expectedLength) + MAX_REF_LEN + MAX_LITERAL_RUN);
   }
 
   /** Decompresses `input`; calls `piece` with each full piece of output (a copy it may keep). */

@@ -958,6 +958,17 @@ export class RdbParser {
       const compressed = yield* this.length('a string value: LZF compressed length');
       const expanded = yield* this.length('a string value: LZF original length');
       const at = r.offset;
+      if (expanded <= CHUNK_BYTES && r.avail() >= compressed) {
+        // The common case: a small compressed string whole in the window, decompressed at once.
+        let data: Buffer;
+        try {
+          data = lzfDecompress(r.bytes(compressed), expanded);
+        } catch (e) {
+          throw new RdbError(at, 'a string value (LZF data)', (e as Error).message);
+        }
+        yield { kind: 'key-chunk', chunk: { type: 'string', data } };
+        return;
+      }
       const lzf = new LzfStream(expanded, CHUNK_BYTES);
       const pieces: Buffer[] = [];
       const take = (out: Buffer): void => void pieces.push(out);

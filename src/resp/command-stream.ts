@@ -34,6 +34,13 @@ export interface StreamCommand {
    * re-encoding. A view when the command came in one chunk, re-encoded otherwise.
    */
   readonly raw: Buffer;
+  /**
+   * The receive chunk the command lies whole in, and where it starts there (`raw` is
+   * chunk[chunkStart, chunkStart + size)); null when it straddled chunks. Lets a consumer
+   * forward a run of adjacent commands as one view without a view per command.
+   */
+  readonly chunk?: Buffer | null;
+  readonly chunkStart?: number;
 }
 
 /**
@@ -46,9 +53,9 @@ class DecodedCommand implements StreamCommand {
   readonly offsetBefore: number;
   readonly offsetAfter: number;
   /** The chunk the command lies in (fast path), else null. */
-  private readonly src: Buffer | null;
-  /** Start of the command in src. */
-  private readonly start: number;
+  readonly chunk: Buffer | null;
+  /** Start of the command in chunk. */
+  readonly chunkStart: number;
   /** [begin, end) positions of each argument in src (fast path). */
   private readonly bounds: number[] | null;
   private argv: Buffer[] | null;
@@ -65,8 +72,8 @@ class DecodedCommand implements StreamCommand {
     this.name = name;
     this.offsetBefore = before;
     this.offsetAfter = after;
-    this.src = src;
-    this.start = start;
+    this.chunk = src;
+    this.chunkStart = start;
     this.bounds = bounds;
     this.argv = argv;
   }
@@ -77,7 +84,7 @@ class DecodedCommand implements StreamCommand {
 
   get args(): Buffer[] {
     if (this.argv === null) {
-      const src = this.src!;
+      const src = this.chunk!;
       const b = this.bounds!;
       const argv = new Array<Buffer>(b.length >> 1);
       for (let i = 0; i < b.length; i += 2) argv[i >> 1] = src.subarray(b[i]!, b[i + 1]!);
@@ -87,7 +94,7 @@ class DecodedCommand implements StreamCommand {
   }
 
   get raw(): Buffer {
-    if (this.src !== null) return this.src.subarray(this.start, this.start + this.size);
+    if (this.chunk !== null) return this.chunk.subarray(this.chunkStart, this.chunkStart + this.size);
     return encodeCommand(this.argv!);
   }
 }

@@ -64,7 +64,14 @@ export interface RedisConnectOptions {
 interface Pending {
   cb: ReplyCallback | undefined;
   bytes: number;
+  /** Replies this entry takes (sendMany: a whole batch is one entry), and how many it has had. */
+  count: number;
+  got: number;
+  many: ManyReplyCallback | undefined;
 }
+
+/** Gets each of a sendMany's replies in order with its index, or a RedisConnectionError once. */
+export type ManyReplyCallback = (reply: Reply | RedisConnectionError, index: number) => void;
 
 /** Something waiting until `seq` commands have been answered (a marker or a drain). */
 interface SeqWaiter {
@@ -258,7 +265,7 @@ export class RedisConnection {
       this.waitingSince = Date.now();
       if (this.replyTimeoutMs !== null && this.replyTimer === null) this.watchReplies(this.replyTimeoutMs);
     }
-    this.pending.push({ cb: onReply, bytes: cmd.length });
+    this.pending.push({ cb: onReply, bytes: cmd.length, count: 1, got: 0, many: undefined });
     this.bytesInflight += cmd.length;
     this.sentSeq++;
     if (!this.corked) {
@@ -267,6 +274,37 @@ export class RedisConnection {
       process.nextTick(this.uncork);
     }
     this.socket.write(cmd);
+  }
+
+  /**
+   * Writes `count` already-encoded commands laid out in `segments` (any split: a segment may
+   * hold many commands, e.g. a run of the replication stream as received) as one pending entry:
+   * `onReply` gets each of the `count` replies in order with its index. One entry and one write
+   * per segment instead of one per command is what keeps a batch of thousands of small commands
+   * cheap. On failure `onReply` gets the error once.
+   */
+  sendMany(segments: readonly Buffer[], count: number, onReply: ManyReplyCallback): void {
+    if (this.failure !== null || this.closing) {
+      const err = this.failure ?? new RedisConnectionError(`connection to ${this.address} is closing`);
+      process.nextTick(onReply, err, 0);
+      return;
+    }
+    if (count <= 0) throw new RangeError('sendMany needs at least one command');
+    let bytes = 0;
+    for (const s of segments) bytes += s.length;
+    if (this.pending.length === 0) {
+      this.waitingSince = Date.now();
+      if (this.replyTimeoutMs !== null && this.replyTimer === null) this.watchReplies(this.replyTimeoutMs);
+    }
+    this.pending.push({ cb: undefined, bytes, count, got: 0, many: onReply });
+    this.bytesInflight += bytes;
+    this.sentSeq++;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    for (const s of segments) this.socket.write(s);
   }
 
   /** Pushes the commands written in this tick to the socket now instead of at the end of the tick. */
@@ -343,6 +381,8 @@ export class RedisConnection {
   }
 
   private onData(chunk: Buffer): void {
+    // Replies are arriving: the reply timeout counts from the last data (once per chunk, not per reply).
+    this.waitingSince = Date.now();
     try {
       this.decoder.push(chunk);
     } catch (e) {
@@ -362,15 +402,21 @@ export class RedisConnection {
       return;
     }
     this.gotReply = true;
-    const p = this.pending.shift();
-    if (p === undefined) {
+    const head = this.pending.peek();
+    if (head === undefined) {
       this.fail(`protocol error from ${this.address}: a reply arrived with no command pending`);
       return;
     }
+    if (head.many !== undefined && head.got + 1 < head.count) {
+      // A reply inside a sendMany: the entry stays at the head until its last reply.
+      head.many(r, head.got++);
+      return;
+    }
+    const p = this.pending.shift()!;
     this.bytesInflight -= p.bytes;
     this.answeredSeq++;
-    this.waitingSince = Date.now();
-    if (p.cb) p.cb(r);
+    if (p.many !== undefined) p.many(r, p.got++);
+    else if (p.cb) p.cb(r);
     let w = this.seqWaiters.peek();
     while (w !== undefined && w.seq <= this.answeredSeq) {
       this.seqWaiters.shift();
@@ -412,7 +458,10 @@ export class RedisConnection {
     const waiters = this.seqWaiters.takeAll();
     const room = this.roomWaiters;
     this.roomWaiters = [];
-    for (const p of pending) p.cb?.(err);
+    for (const p of pending) {
+      if (p.many !== undefined) p.many(err, p.got);
+      else p.cb?.(err);
+    }
     for (const w of waiters) w.fail?.(err);
     for (const w of room) w.reject(err);
     this.resolveClosed(clean ? null : err);

@@ -86,6 +86,13 @@ function hex(b: number): string {
 const TYPE_BYTES = new Uint8Array(256);
 for (const c of '+-:$*_,#(=!%~>|') TYPE_BYTES[c.charCodeAt(0)] = 1;
 
+/**
+ * Shared replies for +OK and +QUEUED (a batch of writes gets one per command): every caller
+ * only reads them. Frozen views would be nicer, but typed arrays cannot be frozen.
+ */
+const OK = Buffer.from('OK', 'latin1');
+const QUEUED = Buffer.from('QUEUED', 'latin1');
+
 export class ReplyDecoder {
   private readonly onReply: (r: Reply) => void;
   /** Absolute stream offset of the first byte of the chunk being decoded. */
@@ -159,6 +166,10 @@ export class ReplyDecoder {
         }
         return;
       }
+      if (this.lineLen === 0 && this.simple(chunk, pos, nl)) {
+        pos = nl + 1;
+        continue;
+      }
       let line: Buffer;
       if (this.lineLen === 0) {
         line = chunk.subarray(pos, nl + 1);
@@ -171,6 +182,42 @@ export class ReplyDecoder {
       pos = nl + 1;
       this.line(line);
     }
+  }
+
+  /**
+   * The replies a batch of writes gets by the thousand (+OK, +QUEUED, small integers), read in
+   * place without a view of the line: true when the line chunk[pos..nl] was one and is handled.
+   * Anything else (and every malformed line) goes the general way.
+   */
+  private simple(chunk: Buffer, pos: number, nl: number): boolean {
+    const t = chunk[pos]!;
+    if (chunk[nl - 1] !== CR) return false;
+    if (t === 0x2b) {
+      const n = nl - pos;
+      if (n === 4 && chunk[pos + 1] === 0x4f && chunk[pos + 2] === 0x4b) {
+        this.value(OK);
+        return true;
+      }
+      if (n === 8 && chunk[pos + 1] === 0x51 && chunk[pos + 2] === 0x55 && chunk[pos + 3] === 0x45 && chunk[pos + 4] === 0x55 && chunk[pos + 5] === 0x45 && chunk[pos + 6] === 0x44) {
+        this.value(QUEUED);
+        return true;
+      }
+      return false;
+    }
+    if (t !== 0x3a) return false;
+    let p = pos + 1;
+    const neg = chunk[p] === 0x2d;
+    if (neg) p++;
+    const end = nl - 1;
+    if (p >= end || end - p > 15) return false;
+    let v = 0;
+    for (; p < end; p++) {
+      const c = chunk[p]!;
+      if (c < 0x30 || c > 0x39) return false;
+      v = v * 10 + (c - 0x30);
+    }
+    this.value(neg ? -v : v);
+    return true;
   }
 
   /** Consumes bulk payload bytes from chunk[pos..]; returns the new position. */

@@ -35,6 +35,8 @@ export interface ReplicaHandlers {
   /** The snapshot is fully parsed and handed over; resolve once it is applied on the target. */
   snapshotFinished(): Promise<void>;
   command(command: StreamCommand): void | Promise<void>;
+  /** Every command of one receive chunk has been handed to `command` (a consumer gathering runs hands them over). */
+  endOfChunk?(): void | Promise<void>;
 }
 
 export interface ReplicaLinkOptions {
@@ -268,6 +270,10 @@ export class ReplicaLink {
           this.sendAck();
         }
         const pending = handlers.command(command);
+        if (pending) await pending;
+      }
+      if (handlers.endOfChunk) {
+        const pending = handlers.endOfChunk();
         if (pending) await pending;
       }
     }

@@ -4,6 +4,8 @@ import type { Reply } from '../resp/reply-decoder.js';
 export interface BatchCommand {
   db: number;
   encoded: Buffer;
+  /** Commands in `encoded` (a run forwarded as received); 1 when absent. */
+  count?: number;
 }
 
 /**
@@ -12,12 +14,13 @@ export interface BatchCommand {
  * such as WRONGTYPE: the others still applied), or nothing of it was.
  */
 export type BatchReply =
+  /** `replies`: one per command, a run's commands each counted (so a run of n takes n places). */
   | { applied: true; replies: Reply[] }
   | {
       applied: false;
       /** Why nothing was applied: the refusal of the first command refused when queued, else EXEC's error. */
       error: string;
-      /** Index of the first command refused when queued (OOM, unknown command...), when one was. */
+      /** Index of the first command refused when queued (OOM, unknown command...), when one was; counted like `replies`. */
       refusedAt: number | null;
       /** The connection failed: the caller has already been told through its connection-lost handler. */
       lost: boolean;

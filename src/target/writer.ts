@@ -69,40 +69,79 @@ export class Lane {
     }
     if (this.selectedDb === -1) this.select(commands[0]!.db);
     const startDb = this.selectedDb;
-    const c = this.connection;
+    // The whole batch is one pending entry and as few writes as possible: commands that lie
+    // next to each other in memory (a stream run, consecutive commands of one receive chunk)
+    // go out as one view of that memory.
+    const segments: Buffer[] = [MULTI];
+    let runFirst: Buffer | null = null;
+    let runEnd = 0;
+    let runJoined = false;
+    const endRun = (): void => {
+      if (runFirst === null) return;
+      segments.push(runJoined ? Buffer.from(runFirst.buffer, runFirst.byteOffset, runEnd - runFirst.byteOffset) : runFirst);
+      runFirst = null;
+    };
+    const append = (b: Buffer): void => {
+      if (runFirst !== null && b.buffer === runFirst.buffer && b.byteOffset === runEnd) {
+        runEnd += b.length;
+        runJoined = true;
+        return;
+      }
+      endRun();
+      runFirst = b;
+      runEnd = b.byteOffset + b.length;
+      runJoined = false;
+    };
+    /** For each queued reply (after MULTI's), the command it belongs to (a SELECT: the command after it). */
+    const owners: number[] = [];
+    /** Where each command's reply sits in EXEC's array (SELECTs take places too). */
+    const positions: number[] = [];
+    let db = startDb;
+    let index = 0;
+    for (const command of commands) {
+      if (command.db !== db) {
+        endRun();
+        segments.push(encodeCommand(['SELECT', command.db]));
+        owners.push(index);
+        db = command.db;
+      }
+      append(command.encoded);
+      const count = command.count ?? 1;
+      for (let j = 0; j < count; j++) {
+        positions.push(owners.length);
+        owners.push(index++);
+      }
+    }
+    if (db !== startDb) {
+      endRun();
+      segments.push(encodeCommand(['SELECT', startDb]));
+      owners.push(index - 1);
+    }
+    endRun();
+    segments.push(EXEC);
+    const total = owners.length + 2;
     let refusedAt: number | null = null;
     let refusal: string | null = null;
-    let lost: Error | null = null;
-    const queued = (index: number) => (reply: Reply | RedisConnectionError): void => {
-      if (reply instanceof RedisConnectionError) lost ??= reply;
-      else if (reply instanceof Error && refusedAt === null) {
-        refusedAt = index;
-        refusal = reply.message;
+    this.connection.sendMany(segments, total, (reply, at) => {
+      if (reply instanceof RedisConnectionError) {
+        this.onConnectionLost(reply);
+        done({ applied: false, error: reply.message, refusedAt: null, lost: true });
+        return;
       }
-    };
-    c.send(MULTI, queued(0));
-    /** Where each command's reply sits in EXEC's array (SELECTs take places too). */
-    const positions = new Array<number>(commands.length);
-    let n = 0;
-    let db = startDb;
-    for (let i = 0; i < commands.length; i++) {
-      const command = commands[i]!;
-      if (command.db !== db) {
-        c.send(encodeCommand(['SELECT', command.db]), queued(i));
-        db = command.db;
-        n++;
+      if (at < total - 1) {
+        // MULTI's reply, or a command's +QUEUED (or its refusal: the batch will be aborted).
+        if (reply instanceof Error && refusedAt === null) {
+          refusedAt = at === 0 ? 0 : owners[at - 1]!;
+          refusal = reply.message;
+        }
+        return;
       }
-      c.send(command.encoded, queued(i));
-      positions[i] = n++;
-    }
-    if (db !== startDb) c.send(encodeCommand(['SELECT', startDb]), queued(commands.length - 1));
-    c.send(EXEC, (reply) => {
-      if (reply instanceof RedisConnectionError || lost) {
-        this.onConnectionLost(lost ?? (reply as RedisConnectionError));
-        done({ applied: false, error: (lost ?? (reply as Error)).message, refusedAt: null, lost: true });
-      } else if (reply instanceof Error) done({ applied: false, error: refusal ?? reply.message, refusedAt, lost: false });
-      else if (Array.isArray(reply)) done({ applied: true, replies: positions.map((p) => reply[p] ?? null) });
-      else done({ applied: false, error: `unexpected EXEC reply: ${String(reply)}`, refusedAt: null, lost: false });
+      if (reply instanceof Error) done({ applied: false, error: refusal ?? reply.message, refusedAt, lost: false });
+      else if (Array.isArray(reply)) {
+        const replies = new Array<Reply>(positions.length);
+        for (let i = 0; i < positions.length; i++) replies[i] = reply[positions[i]!] ?? null;
+        done({ applied: true, replies });
+      } else done({ applied: false, error: `unexpected EXEC reply: ${String(reply)}`, refusedAt: null, lost: false });
     });
   }
 

@@ -9,7 +9,7 @@ import type { BatchCommand } from '../../target/batch.js';
 import { refusalKind } from '../../target/refusals.js';
 import { BatchChannel, type ChannelWrite, type RefusalPolicy } from '../batch-channel.js';
 import { clusterFloorKey, clusterSlotKey, formatCheckpoint } from '../checkpoints.js';
-import type { StreamUnit, StreamWrite } from './front-end.js';
+import { RunWrite, type StreamUnit, type StreamWrite } from './front-end.js';
 import type { Sequencer, StreamBackend } from './sequencer.js';
 
 /**
@@ -67,8 +67,9 @@ export class ClusterStreamBackend implements StreamBackend {
   }
 
   dispatch(unit: StreamUnit, done: () => void): void | Promise<void> {
+    const writes = commandWrites(unit);
     if (!unit.transaction) {
-      const write = unit.writes[0]!;
+      const write = writes[0]!;
       const plan = planForCluster(write.args);
       switch (plan.kind) {
         case 'single':
@@ -87,23 +88,23 @@ export class ClusterStreamBackend implements StreamBackend {
           return this.barrier(unit, done, () => this.runAlone(plan, write));
       }
     }
-    const plan = planTransaction(unit.writes.map((w) => w.args));
+    const plan = planTransaction(writes.map((w) => w.args));
     switch (plan.kind) {
       case 'atomic':
-        return this.toSlots(unit, [{ slot: plan.slot, writes: plan.commands.map((c, i) => this.planned(unit.writes[i]!, c)) }], done);
+        return this.toSlots(unit, [{ slot: plan.slot, writes: plan.commands.map((c, i) => this.planned(writes[i]!, c)) }], done);
       case 'split':
-        return this.toSlots(unit, plan.groups.map((g) => ({ slot: g.slot, writes: g.commands.map((c) => this.plannedOf(unit.writes, c)) })), done);
+        return this.toSlots(unit, plan.groups.map((g) => ({ slot: g.slot, writes: g.commands.map((c) => this.plannedOf(writes, c)) })), done);
       case 'any':
-        this.anyChannel.add({ writes: plan.commands.map((c, i) => this.planned(unit.writes[i]!, c)), done, tag: unit });
+        this.anyChannel.add({ writes: plan.commands.map((c, i) => this.planned(writes[i]!, c)), done, tag: unit });
         return;
       case 'unsupported':
-        this.unsupported(unit.writes[plan.index] ?? unit.writes[0]!, plan.reason);
+        this.unsupported(writes[plan.index] ?? writes[0]!, plan.reason);
         done();
         return;
       case 'sequence':
         // Holds a rewrite or a broadcast: each command on its own, in order, no atomicity.
         return this.barrier(unit, done, async () => {
-          for (let i = 0; i < plan.plans.length; i++) await this.runAlone(plan.plans[i]!, unit.writes[i]!);
+          for (let i = 0; i < plan.plans.length; i++) await this.runAlone(plan.plans[i]!, writes[i]!);
         });
     }
   }
@@ -263,4 +264,10 @@ export class ClusterStreamBackend implements StreamBackend {
     for (const c of this.channels.values()) c.abandon();
     this.anyChannel.abandon();
   }
+}
+
+/** A cluster plans every command: the front end never gathers runs for it (`coalesce` is off). */
+function commandWrites(unit: StreamUnit): StreamWrite[] {
+  if (unit.writes[0] instanceof RunWrite) throw new Error('internal: a run of commands reached the cluster back end');
+  return unit.writes as StreamWrite[];
 }

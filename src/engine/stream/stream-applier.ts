@@ -14,6 +14,7 @@ import { Sequencer, type StreamBackend } from './sequencer.js';
 export class StreamApplier {
   private readonly frontEnd: StreamFrontEnd;
   private readonly sequencer: Sequencer;
+  private readonly coalesce: boolean;
   /** The source db selected at the applied offset (part of a checkpoint). */
   selectedDbAtApplied = 0;
 
@@ -26,6 +27,7 @@ export class StreamApplier {
     options: FrontEndOptions = {},
   ) {
     this.frontEnd = new StreamFrontEnd(dbs, stats, options);
+    this.coalesce = options.coalesce === true;
     this.sequencer = new Sequencer(backend, flow, (offset, db) => {
       this.selectedDbAtApplied = db;
       onApplied(offset);
@@ -40,6 +42,31 @@ export class StreamApplier {
   }
 
   apply(command: StreamCommand): void | Promise<void> {
+    if (this.coalesce) {
+      const closed = this.frontEnd.takeRunnable(command);
+      if (closed === null) return;
+      if (closed !== undefined) return this.sequencer.submit(closed);
+      // Not runnable: the open run goes first, then the command on its own.
+      const run = this.frontEnd.takeRun();
+      if (run !== null) {
+        const pending = this.sequencer.submit(run);
+        if (pending) return pending.then(() => this.applyOne(command));
+      }
+    }
+    return this.applyOne(command);
+  }
+
+  /**
+   * The end of a receive chunk: the open run is handed over (a run never spans chunks, and a
+   * burst's last commands must not wait for more data).
+   */
+  endOfChunk(): void | Promise<void> {
+    if (!this.coalesce) return;
+    const run = this.frontEnd.takeRun();
+    if (run !== null) return this.sequencer.submit(run);
+  }
+
+  private applyOne(command: StreamCommand): void | Promise<void> {
     const unit = this.frontEnd.take(command);
     // Inside a source transaction nothing is handed over yet; reading on still waits for room.
     if (unit === null) return this.flow.room();
@@ -58,6 +85,8 @@ export class StreamApplier {
    * refusing): what is not applied stays behind the offset.
    */
   async interrupted(abandon = false): Promise<void> {
+    // An open run holds whole commands received before the break: applied like the rest.
+    if (!abandon) void Promise.resolve(this.endOfChunk()).catch(() => undefined);
     this.frontEnd.interrupted(this.selectedDbAtApplied);
     if (abandon) this.sequencer.abandon();
     else await this.sequencer.settle();
