@@ -15,6 +15,9 @@ import type { TaskStore } from '../tasks/store.js';
 export const ALL_STATUSES: readonly TaskStatus[] = ['RUNNING', 'FULLMIGRATING', 'INCRMIGEATING', 'MIGRATING', 'SUCCESS', 'FAILED', 'TERMINATING', 'TERMINATED'];
 
 /** A shard's label: host:port of its source node, never credentials that a URL form could carry. */
+/** Statuses in which a node's worker runs the task. */
+const RUNNING_STATUSES: ReadonlySet<TaskStatus> = new Set(['FULLMIGRATING', 'INCRMIGEATING', 'MIGRATING', 'TERMINATING']);
+
 export function shardLabel(source: string): string {
   const at = source.lastIndexOf('@');
   return (at >= 0 ? source.slice(at + 1) : source).replace(/^[a-z]+:\/\//i, '');
@@ -80,12 +83,17 @@ export class ServiceMetrics {
     const refused = c('ferry_refused_writes_total', 'Writes the target refused for good, by error code', [...task, 'code']);
     const retried = c('ferry_retried_writes_total', 'Writes the target refused for a while (OOM, LOADING...) that passed when sent again, by error code', [...task, 'code']);
     const differences = g('ferry_verify_differences', 'Differences the last verification found (0: equal)', task);
+    const taskNode = g('ferry_task_node', 'The node whose worker runs the task (1); several nodes can share one PostgreSQL store', [...task, 'node']);
+    const nodeHeartbeatAge = g('ferry_node_heartbeat_age_seconds', "Seconds since the node's last heartbeat (the nodes sharing the store, live ones only)", ['node', 'listen']);
+    const nodeLeases = g('ferry_node_leases', 'Task leases the node holds (every project)', ['node', 'listen']);
+    const nodeCapacity = g('ferry_node_capacity', 'Task leases the node takes at most', ['node', 'listen']);
 
     const counts = new Map<string, number>(ALL_STATUSES.map((s) => [s, 0]));
     for (const t of tasks) {
       counts.set(t.status, (counts.get(t.status) ?? 0) + 1);
       const l = { task_id: t.id, task_name: t.name };
       status.set({ ...l, status: t.status }, 1);
+      if (t.workerNode && RUNNING_STATUSES.has(t.status)) taskNode.set({ ...l, node: t.workerNode }, 1);
       const diff = verifyDifferences(t);
       if (diff !== null) differences.set(l, diff);
       const live: LiveProgress | null = this.manager.liveProgress(t.id);
@@ -125,6 +133,13 @@ export class ServiceMetrics {
       });
     }
     for (const [s, n] of counts) tasksByStatus.set({ status: s }, n);
+    const now = Date.now();
+    for (const n of await this.store.listNodes(this.manager.leases.node.leaseMs)) {
+      const nl = { node: n.id, listen: n.listen };
+      nodeHeartbeatAge.set(nl, Math.max(0, (now - Date.parse(n.heartbeatAt)) / 1000));
+      nodeLeases.set(nl, n.tasks.length);
+      nodeCapacity.set(nl, n.capacity);
+    }
     return (await reg.metrics()) + (await this.process.metrics());
   }
 }

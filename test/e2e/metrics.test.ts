@@ -101,7 +101,7 @@ describe('GET /metrics', () => {
     for (const s of all) assert.ok(s.name.startsWith('ferry_'), `${s.name} starts with ferry_`);
     // Task metrics carry task_id (and task_name); the service-wide ones are the task counts and the process's.
     for (const s of all) {
-      if (s.name === 'ferry_tasks' || s.name.startsWith('ferry_process_') || s.name.startsWith('ferry_nodejs_')) continue;
+      if (s.name === 'ferry_tasks' || s.name.startsWith('ferry_process_') || s.name.startsWith('ferry_nodejs_') || s.name.startsWith('ferry_node_')) continue;
       assert.match(s.labels, /task_id="/, `${s.name}${s.labels} has a task_id`);
     }
     const shard = `shard="${source.addr}"`;
@@ -121,6 +121,13 @@ describe('GET /metrics', () => {
     assert.equal(has('ferry_full_resyncs_total', `task_id="${taskId}"`)?.value, 0);
     assert.ok(has('ferry_task_status', 'task_name="other-project-task"', 'status="RUNNING"'), 'the other project too');
     assert.equal(has('ferry_tasks', 'status="INCRMIGEATING"')?.value, 1);
+    // The node running it (one node here, over SQLite), and the nodes sharing the store.
+    const node = has('ferry_task_node', `task_id="${taskId}"`);
+    assert.ok(node && node.value === 1 && /node="[^"]+"/.test(node.labels), text);
+    const nodeName = /node="([^"]+)"/.exec(node.labels)![1]!;
+    assert.equal(has('ferry_node_leases', `node="${nodeName}"`)?.value, 1);
+    assert.ok((has('ferry_node_heartbeat_age_seconds', `node="${nodeName}"`)?.value ?? 99) < 15, 'a live heartbeat');
+    assert.ok((has('ferry_node_capacity', `node="${nodeName}"`)?.value ?? 0) > 0);
     assert.ok(all.some((s) => s.name === 'ferry_process_cpu_user_seconds_total'), 'process metrics');
     assert.ok(all.some((s) => s.name === 'ferry_process_resident_memory_bytes'), 'process memory');
     for (const secret of [SOURCE_PASSWORD, SK, OTHER_SK, TOKEN, METRICS_TOKEN, 'm:1"', 'v1"']) assert.ok(!text.includes(secret), `no ${secret} in the metrics`);
