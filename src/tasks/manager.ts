@@ -850,7 +850,11 @@ export class TaskManager {
   }
 
   private async onWorkerExit(taskId: string, running: Running, exit: { code: number | null; signal: NodeJS.Signals | null }): Promise<void> {
-    if (this.running.get(taskId) === running) this.running.delete(taskId);
+    const current = this.running.get(taskId);
+    if (current === running) this.running.delete(taskId);
+    // A newer worker runs the task already (restarted after this one reported its end): the old
+    // one's exit must not touch the new run (it failed it as "ended unexpectedly").
+    else if (current !== undefined) return;
     // Shutting down, or the lease is gone (the worker was killed for it, or stopped itself):
     // whatever happens next is for the node that holds the task now.
     if (this.closing || running.lost || !this.leases.fence(taskId)) return;
