@@ -14,6 +14,12 @@ const MULTI = encodeCommand(['MULTI']);
 const EXEC = encodeCommand(['EXEC']);
 /** How long TRYAGAIN / CLUSTERDOWN / LOADING wait before the slot's commands are sent again. */
 const RETRY_DELAY_MS = 100;
+/**
+ * Redirections one unit follows before its caller gets the last one as the unit's error (about
+ * 5 s of CLUSTERDOWN). Not a verdict on the write: a CLUSTERDOWN, TRYAGAIN or LOADING is a
+ * passing refusal (src/target/refusals.ts), which the callers send again in order (resume mode
+ * auto) or report; only a MOVED/ASK loop ends up refused for good.
+ */
 const MAX_REDIRECTS = 50;
 
 /** One unit routed to a slot: a single command, or MULTI + commands + EXEC (kept together). */
@@ -222,8 +228,8 @@ export class ClusterRouter {
     }
     const redirect = unit.transaction ? (this.queuedRedirect.get(unit) ?? (reply instanceof ReplyError ? reply : null)) : reply instanceof ReplyError ? reply : null;
     const kind = redirect ? redirection(redirect) : null;
+    this.queuedRedirect.delete(unit);
     if (redirect && kind && unit.redirects < MAX_REDIRECTS) {
-      this.queuedRedirect.delete(unit);
       unit.redirects++;
       unit.refusedAt = unit.refusal = undefined;
       const target = kind === 'MOVED' || kind === 'ASK' ? redirect.message.split(' ')[2] ?? null : null;
@@ -232,7 +238,13 @@ export class ClusterRouter {
       return;
     }
     this.answered();
-    if (reply instanceof Error) unit.done(reply.message, undefined);
+    // Redirected too often: the caller gets the redirection's own text (not the EXECABORT that
+    // followed it), so its refusal policy sees a cluster that is not ready (CLUSTERDOWN,
+    // TRYAGAIN: passing, sent again in order) and not a write refused for good.
+    if (redirect && kind) {
+      unit.refusedAt = unit.refusal = undefined;
+      unit.done(redirect.message, undefined);
+    } else if (reply instanceof Error) unit.done(reply.message, undefined);
     else unit.done(null, reply);
     this.release(unit.slot);
   }

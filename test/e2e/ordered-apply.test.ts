@@ -17,7 +17,7 @@ import { Migration } from '../../src/engine/migration.js';
 import type { MigrationProgress } from '../../src/engine/stats.js';
 import { compareServers, formatDifferences } from '../helpers/compare.js';
 import { compareClusters } from '../helpers/compare-cluster.js';
-import { startCluster } from '../helpers/redis-cluster.js';
+import { startCluster, waitForCluster } from '../helpers/redis-cluster.js';
 import { startRedis, stopAll, type RedisServer } from '../helpers/redis-server.js';
 import { exhaustMemory, liftMemoryLimit, pipelinedLoad, refusals, replOffset } from '../helpers/load.js';
 
@@ -229,12 +229,63 @@ describe('the ordered apply path', () => {
       process.kill(stalled.pid, 'SIGCONT');
       stalled = null;
       await caughtUp(run.latest, source);
+      // While the stalled node is marked FAIL the others answer CLUSTERDOWN: waited out and
+      // sent again, never given up (a write given up is counted here and missing on the target).
+      const why = (): string => `write errors ${JSON.stringify(run.latest()?.errors)}; Ferry's log:\n${run.output().split('\n').slice(-20).join('\n')}`;
       const diffs = await compareClusters(source, target);
-      assert.equal(diffs.length, 0, formatDifferences(diffs));
+      assert.equal(diffs.length, 0, `${formatDifferences(diffs)}\n${why()}`);
+      assert.equal(run.latest()?.errors.count, 0, why());
     } finally {
       if (stalled) process.kill(stalled.pid, 'SIGCONT');
       run.child.kill('SIGTERM');
       await run.exited;
+      await source.stop();
+      await target.stop();
+    }
+  });
+
+  it('a cluster target that answers CLUSTERDOWN for longer than the router waits: the writes are held and sent again in order, none given up', async () => {
+    const source = await startRedis({ config: { 'repl-diskless-sync-delay': '0' } });
+    const target = await startCluster({ masters: 3 });
+    const m = new Migration({ source: { host: source.host, port: source.port }, target: target.nodes.map((n) => ({ host: n.host, port: n.port })), method: 'incremental', resumeMode: 'auto', logger, pollIntervalMs: 100 });
+    const running = m.run();
+    try {
+      await source.client().set('seed', '1');
+      await until('incremental', () => m.progress().phase === 'incremental');
+      // One node stops serving one of its slots: with full coverage required it answers
+      // CLUSTERDOWN to every write, as the other nodes do while a stalled node is marked FAIL,
+      // and for as long as the test wants.
+      const node = (await target.masters())[1]!;
+      const myself = String(await node.client().call('CLUSTER', 'NODES')).split('\n').find((l) => l.includes('myself'))!;
+      const slot = myself.split(' ')[8]!.split('-')[0]!;
+      await node.client().call('CLUSTER', 'DELSLOTS', slot);
+      await until('the node to say the cluster is down', async () => /cluster_state:fail/.test(String(await node.client().call('CLUSTER', 'INFO'))));
+      // Non-commutative writes, a third of them for that node's slots: SET/DEL, INCR, RPUSH/LPOP.
+      const c = source.client();
+      for (let round = 0; round < 3; round++) {
+        const p = c.pipeline();
+        for (let i = 0; i < 100; i++) {
+          p.set(`down:${i}`, `v${round}`);
+          if (i % 3 === round) p.del(`down:${i}`);
+          p.incr(`count:${i % 10}`);
+          p.rpush(`list:${i % 10}`, `${round}:${i}`);
+          if (i % 4 === 0) p.lpop(`list:${i % 10}`);
+        }
+        await p.exec();
+      }
+      // Past the router's own wait (about 5 s): the writes reach the refusal policy. Before the
+      // fix each was reported as refused (EXECABORT) and dropped; now they are held and resent.
+      await until(() => `the router to hand the refusal over ${JSON.stringify(m.progress().errors)}`, () => (m.progress().errors.retriedByCode?.CLUSTERDOWN ?? 0) > 0 || m.progress().errors.count > 0);
+      await node.client().call('CLUSTER', 'ADDSLOTS', slot);
+      await waitForCluster(target.nodes);
+      await caughtUp(() => m.progress(), source);
+      const diffs = await compareClusters(source, target);
+      assert.equal(diffs.length, 0, `${formatDifferences(diffs)}\nwrite errors: ${JSON.stringify(m.progress().errors)}`);
+      assert.equal(m.progress().errors.count, 0, JSON.stringify(m.progress().errors));
+      assert.ok((m.progress().errors.retriedByCode?.CLUSTERDOWN ?? 0) > 0, 'Ferry saw and retried CLUSTERDOWN');
+    } finally {
+      m.stop();
+      await running.catch(() => undefined);
       await source.stop();
       await target.stop();
     }

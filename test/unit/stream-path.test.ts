@@ -153,6 +153,9 @@ describe('refusalKind', () => {
     assert.equal(refusalKind('EXECABORT Transaction discarded because of previous errors.'), 'final');
     assert.equal(refusalKind('LOADING Redis is loading the dataset in memory'), 'passing');
     assert.equal(refusalKind('MOVED 3999 127.0.0.1:7002'), 'redirect');
+    // What the router hands over once it stops waiting: a cluster not ready yet, not a refused write.
+    assert.equal(refusalKind('CLUSTERDOWN The cluster is down'), 'passing');
+    assert.equal(refusalKind('TRYAGAIN Multiple keys request during rehashing of slot'), 'passing');
     assert.equal(refusalKind('WRONGTYPE Operation against a key holding the wrong kind of value'), 'final');
   });
 });
