@@ -91,6 +91,8 @@ export const ACTIVE_STATUSES: readonly TaskStatus[] = ['FULLMIGRATING', 'INCRMIG
 
 interface Running {
   runner: TaskRunner;
+  /** Settles once the worker has exited and its exit has been recorded (status, lease). */
+  exitRecorded?: Promise<void>;
   /** Last progress and what was derived from it (rates). */
   progress: MigrationProgress | null;
   sourceKeys: number | null;
@@ -350,10 +352,18 @@ export class TaskManager {
     const previous = c.taskStatus;
     task.cutover = { ...c, taskStatus: action === 'exchange' ? 'EXCHANGING' : 'ROLLING_BACK' };
     task.updatedAt = new Date().toISOString();
+    let inProgress: string | null = null;
     const stored = await this.ownerModify(task.id, (t) => {
+      // Checked again under the row lock: two requests may both have read "no switch running".
+      const now = t.cutover?.taskStatus;
+      if (now === 'EXCHANGING' || now === 'ROLLING_BACK') {
+        inProgress = now;
+        return false;
+      }
       t.cutover = task.cutover;
       t.updatedAt = task.updatedAt;
     });
+    if (inProgress !== null) throw new TaskStateError(`a switch is in progress (${inProgress})`);
     if (!stored) throw new TaskStateError('this node no longer holds the task (another node took it over): try again');
     await this.log(task.id, 'INFO', action === 'exchange' ? 'EXCHANGE' : 'ROLLBACK', `${action} requested${fields.exchangedIp.length ? ` (exchanged_ip ${fields.exchangedIp.join(',')})` : ''}`);
     running.cutoverFallback = previous;
@@ -369,7 +379,8 @@ export class TaskManager {
 
   /** Runs the task on this node when it has room in its share; otherwise another node claims it. */
   private async launchHereOrLeave(task: Task): Promise<void> {
-    if (await this.leases.claimNow(task.id)) this.launch(task);
+    if (this.running.has(task.id)) return;
+    if (this.leases.fence(task.id) || (await this.leases.claimNow(task.id))) this.launch(task);
   }
 
   async stop(task: Task): Promise<Task> {
@@ -438,6 +449,13 @@ export class TaskManager {
     }
     if (task.cutover?.direction === 'reverse') {
       throw new TaskStateError('the clients of this task are on the target (exchanged): its reverse sync cannot start over from the switch point without replaying writes; create a new task from the target to the source');
+    }
+    // A worker that reported its end may still be exiting: its exit is recorded (status, lease)
+    // before the new run starts, or it would be taken for the new run's end.
+    const ending = this.running.get(task.id);
+    if (ending) {
+      await Promise.race([ending.exitRecorded, new Promise((r) => setTimeout(r, 30_000).unref())]);
+      if (this.running.get(task.id) === ending) throw new TaskStateError('the task is still stopping: try again in a moment');
     }
     let refused: string | null = null;
     const stored = await this.store.modifyTask(task.id, (t) => {
@@ -590,12 +608,12 @@ export class TaskManager {
     const target = this.endpointOf(task.target);
     await this.log(task.id, 'INFO', 'IMPORT', `import of ${spec.files.join(', ') || spec.backupId} started`);
     const runner = new TaskRunner({ type: 'start-import', taskId: task.id, files, target, addressPolicy: this.options.workerPolicy?.(task) }, (m) => void this.onWorkerMessage(task.id, m));
-    void this.ownerModify(task.id, (t) => void (t.workerNode = this.nodeId));
+    void this.ownerModify(task.id, (t) => void (t.workerNode = this.nodeId)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the worker node'));
     const running: Running = { runner, progress: null, sourceKeys: null, targetKeys: null, lastSample: null, kbps: 0, ops: 0, lastPersist: 0, restarts: 0, streamBase: null, importProgress: null, isImport: true };
     this.running.set(task.id, running);
     runner.launch();
     // A task deleted while its worker stops has no record left to update: log it, never crash the service.
-    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
+    running.exitRecorded = runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
   }
 
   private importFiles(spec: BackupFilesSpec): ImportFiles {
@@ -681,14 +699,14 @@ export class TaskManager {
       source = this.endpointOf(task.source);
       target = this.endpointOf(task.target);
     } catch (e) {
-      void this.fail(task.id, (e as Error).message);
+      void this.fail(task.id, (e as Error).message).catch((err: Error) => this.logger.warn({ taskId: task.id, err: err.message }, 'could not fail the task'));
       return;
     }
     if (task.cutover && (task.cutover.taskStatus === 'EXCHANGING' || task.cutover.taskStatus === 'ROLLING_BACK')) {
       // The worker ended during a switch: the pause lapsed by itself; the direction is the one
       // recorded when (if) the hook moved the clients.
       task.cutover.taskStatus = task.cutover.direction === 'reverse' ? 'EXCHANGE_SUCCESS' : task.cutover.last?.ok && task.cutover.last.action === 'rollback' ? 'ROLLBACK_SUCCESS' : '';
-      void this.log(task.id, 'WARN', 'CUTOVER', `the worker ended during a switch; the clients are on the ${task.cutover.direction === 'reverse' ? 'target' : 'source'} side as far as Ferry knows`);
+      void this.olog(task.id, 'WARN', 'CUTOVER', `the worker ended during a switch; the clients are on the ${task.cutover.direction === 'reverse' ? 'target' : 'source'} side as far as Ferry knows`).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not log'));
     }
     const runner = new TaskRunner(
       {
@@ -720,7 +738,7 @@ export class TaskManager {
       t.cutover = task.cutover ?? null;
     }).catch(() => undefined);
     // A task deleted while its worker stops has no record left to update: log it, never crash the service.
-    void runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
+    running.exitRecorded = runner.exited.then((exit) => this.onWorkerExit(task.id, running, exit)).catch((e: Error) => this.logger.warn({ taskId: task.id, err: e.message }, 'could not record the end of a worker'));
   }
 
   /** Every address of the list: a cluster's nodes, or a master and its replicas. */
@@ -910,7 +928,7 @@ export class TaskManager {
             await this.setStatus(t, 'TERMINATED');
             await this.leases.release(taskId);
           } else await this.leases.release(taskId);
-        });
+        }).catch((e: Error) => this.logger.warn({ taskId, err: e.message }, 'could not restart the worker'));
       }, delay).unref();
       return;
     }
