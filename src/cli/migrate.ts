@@ -119,6 +119,24 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
   const { Migration } = await import('../engine/migration.js');
   const { Cutover } = await import('../engine/cutover.js');
   const checkpointName = (d: 'forward' | 'reverse'): string | undefined => (opts.checkpoint ? `${CHECKPOINT_KEY_PREFIX}${opts.checkpoint}${d === 'reverse' ? ':reverse' : ''}` : undefined);
+  // One direction's migration: forward (source → target) or, after a cutover, reverse.
+  const optionsFor = (d: 'forward' | 'reverse') => ({
+    source: d === 'forward' ? source : target,
+    target: d === 'forward' ? target : source,
+    method,
+    dbs,
+    dropFlush: opts.dropFlush,
+    rewrite: opts.rewrite ? ('always' as const) : ('auto' as const),
+    lanes,
+    logger,
+    resumeMode,
+    bandwidthLimitMb,
+    checkpointKey: checkpointName(d),
+    writeErrorPolicy,
+    targetConflict: d === 'forward' ? targetConflict : ('replace' as const),
+    priorWrites: d === 'reverse',
+    sourceMode: parseSourceMode(opts.sourceMode),
+  });
   // With a cutover hook the migration runs in either direction (src/engine/cutover.ts).
   const cutover = cutoverHook === undefined ? null : new Cutover({
     source,
@@ -126,42 +144,9 @@ export async function migrateCommand(opts: MigrateCommandOptions): Promise<numbe
     logger,
     checkpointName,
     drainTimeoutMs,
-    build: (d, extra) => new Migration({
-      source: d === 'forward' ? source : target,
-      target: d === 'forward' ? target : source,
-      method,
-      dbs,
-      dropFlush: opts.dropFlush,
-      rewrite: opts.rewrite ? 'always' : 'auto',
-      lanes,
-      logger,
-      resumeMode,
-      bandwidthLimitMb,
-      checkpointKey: checkpointName(d),
-      writeErrorPolicy,
-      targetConflict: d === 'forward' ? targetConflict : 'replace',
-      priorWrites: d === 'reverse',
-      sourceMode: parseSourceMode(opts.sourceMode),
-      ...extra,
-    }),
+    build: (d, extra) => new Migration({ ...optionsFor(d), ...extra }),
   });
-  const migration = cutover ?? new Migration({
-    source,
-    target,
-    method,
-    untilSynced: opts.untilSynced,
-    dbs,
-    dropFlush: opts.dropFlush,
-    rewrite: opts.rewrite ? 'always' : 'auto',
-    lanes,
-    logger,
-    resumeMode,
-    bandwidthLimitMb,
-    checkpointKey: opts.checkpoint ? `${CHECKPOINT_KEY_PREFIX}${opts.checkpoint}` : undefined,
-    writeErrorPolicy,
-    targetConflict,
-    sourceMode: parseSourceMode(opts.sourceMode),
-  });
+  const migration = cutover ?? new Migration({ ...optionsFor('forward'), untilSynced: opts.untilSynced });
 
   const startedAt = Date.now();
   let streamStart: number | null = null;
